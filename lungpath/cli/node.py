@@ -1,0 +1,81 @@
+"""Commands that run lungpath's processes: the node, a worker, the demo, and a C-ECHO."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lungpath.cli import Context, fail, main, not_available, pass_context
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (setting: host).")
+@click.option("--port", type=int, help="DICOM port (setting: port).")
+@click.option("--ae-title", help="The node's AE title (setting: ae_title).")
+@pass_context
+def serve(ctx: Context, host: str | None, port: int | None, ae_title: str | None) -> None:
+    """Run the DICOM node: C-ECHO/C-STORE SCP, dispatcher and reconciler.
+
+    In the embedded mode (the default) it also starts an analysis worker as a child process.
+    """
+    ctx.settings(host=host, port=port, ae_title=ae_title)
+    not_available("serve", "the DICOM storage node")
+
+
+@main.command()
+@click.option("--device", help="auto, cpu, cuda or cuda:N (setting: device).")
+@click.option("--queues", default="analysis,delivery", show_default=True,
+              help="Celery queues this worker consumes.")
+@pass_context
+def worker(ctx: Context, device: str | None, queues: str) -> None:
+    """Run an analysis and delivery worker (Celery) on this host."""
+    ctx.settings(device=device)
+    not_available("worker", "the Celery orchestration")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the SR, SC and SEG the demo receives.")
+@click.option("--study", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Send this DICOM study instead of generating a synthetic one.")
+@pass_context
+def demo(ctx: Context, out: Path | None, study: Path | None) -> None:
+    """Show the whole flow on one study: C-STORE in, SR back, findings and audit trail."""
+    ctx.settings(research_mode=True)
+    not_available("demo", "the end-to-end demo")
+
+
+@main.command()
+@click.argument("host")
+@click.argument("port", type=click.IntRange(1, 65535))
+@click.argument("ae")
+@click.option("--calling-ae", help="Our AE title in the association (default: setting ae_title).")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait.")
+@pass_context
+def echo(ctx: Context, host: str, port: int, ae: str, calling_ae: str | None,
+         timeout: float) -> None:
+    """Send a C-ECHO to the DICOM peer AE at HOST:PORT and report its status."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    from lungpath.settings import validate_ae_title
+
+    settings = ctx.settings()
+    try:
+        validate_ae_title(ae)
+        calling = validate_ae_title(calling_ae or settings.ae_title)
+    except ValueError as e:
+        fail(str(e), 2)
+    app = AE(ae_title=calling)
+    app.acse_timeout = app.network_timeout = timeout
+    app.add_requested_context(Verification)
+    assoc = app.associate(host, port, ae_title=ae)
+    if not assoc.is_established:
+        fail(f"no association with {ae} at {host}:{port} (rejected, aborted or unreachable)")
+    status = assoc.send_c_echo()
+    assoc.release()
+    if not status or status.Status != 0:
+        code = f"0x{status.Status:04X}" if status else "none (timeout or abort)"
+        fail(f"C-ECHO to {ae} at {host}:{port} failed: status {code}")
+    click.echo(f"C-ECHO to {ae} at {host}:{port}: success (0x0000)")

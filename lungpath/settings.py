@@ -1,0 +1,283 @@
+"""The one settings object of lungpath.
+
+Settings come from, in decreasing precedence: command-line options, ``LUNGPATH_*``
+environment variables, an optional TOML file (``--config``), and the defaults below. The
+defaults are the embedded mode: everything under ``./var/`` (SQLite database, local store,
+the server-less SQLAlchemy broker), so a fresh checkout runs with nothing else installed.
+
+The object is built once by the composition root (the CLI) and passed down; no other module
+reads the environment. Validation happens here, at start, so a bad value stops the process
+with one line naming the setting instead of failing deep inside a handler later.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "LUNGPATH_"
+
+#: Broker URL schemes lungpath supports: kombu's SQLAlchemy transport (server-less), Redis
+#: and RabbitMQ (AMQP).
+BROKER_SCHEMES = ("sqla+sqlite", "sqla+postgresql", "redis", "rediss", "amqp", "amqps", "pyamqp")
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+
+# DICOM PS3.5 Table 6.2-1: AE titles are up to 16 characters of the Default Character
+# Repertoire without backslash or control characters, and not entirely spaces.
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+
+
+class SettingsError(ValueError):
+    """A setting has a value lungpath cannot run with.
+
+    ``setting`` is the field name; ``str(error)`` is one line naming the setting, its
+    environment variable and what is wrong, fit to print before exiting with code 2.
+    """
+
+    def __init__(self, setting: str, reason: str) -> None:
+        self.setting = setting
+        self.reason = reason
+        env = ENV_PREFIX + setting.upper() if setting else ""
+        where = f"{setting} ({env})" if setting else "configuration"
+        super().__init__(f"invalid setting {where}: {reason}")
+
+
+def validate_ae_title(value: str) -> str:
+    """Return ``value`` if it is a valid DICOM AE title, else raise ``ValueError``."""
+    if not _AE_TITLE.match(value) or not value.strip():
+        raise ValueError(
+            f"{value!r} is not a DICOM AE title (1-16 printable ASCII characters, "
+            "no backslash, not all spaces)"
+        )
+    return value
+
+
+class Destination(BaseModel):
+    """A DICOM peer that receives lungpath's result objects (SR, SC, SEG)."""
+
+    ae_title: str
+    host: str
+    port: int = Field(ge=1, le=65535)
+    #: Only studies sent by this calling AE go here; ``None`` means the default destination.
+    for_calling_ae: str | None = None
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        return validate_ae_title(value)
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Field names map to ``LUNGPATH_<NAME>`` variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", validate_default=True, frozen=True
+    )
+
+    # where things live
+    var_dir: Path = Path("var")
+    store_dir: Path | None = None
+    database_url: str | None = None
+    broker_url: str | None = None
+
+    # the DICOM node
+    ae_title: str = "LUNGPATH"
+    host: str = "127.0.0.1"
+    port: int = Field(default=11112)
+    allowed_calling_aes: list[str] = Field(default_factory=list)
+    stable_seconds: float = Field(default=60.0, gt=0)
+    min_free_disk_mb: int = Field(default=1024, ge=0)
+    max_associations: int = Field(default=16, ge=1)
+    max_pdu: int = Field(default=0, ge=0)
+    acse_timeout: float = Field(default=30.0, gt=0)
+    dimse_timeout: float = Field(default=60.0, gt=0)
+    network_timeout: float = Field(default=60.0, gt=0)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+
+    # analysis and delivery
+    checkpoint: Path | None = None
+    device: str = "auto"
+    research_mode: bool = False
+    destinations: list[Destination] = Field(default_factory=list)
+
+    # operations
+    log_level: str = "INFO"
+    metrics_port: int | None = None
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        return validate_ae_title(value)
+
+    @field_validator("allowed_calling_aes")
+    @classmethod
+    def _calling_aes(cls, value: list[str]) -> list[str]:
+        return [validate_ae_title(v) for v in value]
+
+    @field_validator("port", "metrics_port")
+    @classmethod
+    def _port(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise ValueError(f"port must be 1..65535, got {value}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+        if value.upper() not in levels:
+            raise ValueError(f"must be one of {', '.join(levels)}, got {value!r}")
+        return value.upper()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value != "auto" and value != "cpu" and not re.fullmatch(r"cuda(:\d+)?", value):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        if value is not None:
+            scheme = value.split("://", 1)[0]
+            if "://" not in value or scheme not in BROKER_SCHEMES:
+                raise ValueError(
+                    f"unknown broker scheme {scheme!r}; use one of {', '.join(BROKER_SCHEMES)}"
+                )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        if value is not None:
+            scheme = value.split("://", 1)[0]
+            if "://" not in value or scheme not in DATABASE_SCHEMES:
+                raise ValueError(
+                    f"unknown database scheme {scheme!r}; use one of {', '.join(DATABASE_SCHEMES)}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        for name in ("tls_cert_file", "tls_key_file", "tls_ca_file", "checkpoint"):
+            path: Path | None = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise _FieldError(name, f"file {str(path)!r} does not exist")
+        return self
+
+    # -- derived locations: defaults follow var_dir unless set explicitly ---------------
+
+    @property
+    def store_path(self) -> Path:
+        """Folder of received instances and produced result objects."""
+        return self.store_dir if self.store_dir is not None else self.var_dir / "store"
+
+    @property
+    def database(self) -> str:
+        """SQLAlchemy URL of the audit database (SQLite file under var_dir by default)."""
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'lungpath.db').resolve()}"
+
+    @property
+    def broker(self) -> str:
+        """Celery broker URL (kombu's SQLAlchemy transport on SQLite by default)."""
+        if self.broker_url is not None:
+            return self.broker_url
+        return f"sqla+sqlite:///{(self.var_dir / 'broker.db').resolve()}"
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether the node serves DICOM over TLS."""
+        return self.tls_cert_file is not None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # CLI options arrive as init kwargs; the TOML file is merged in load_settings so
+        # that it ranks below the environment.
+        return (init_settings, env_settings)
+
+
+class _FieldError(ValueError):
+    """Raised by a model validator to blame one field rather than the whole object."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        super().__init__(reason)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise SettingsError("", f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError("", f"config file {str(path)!r} is not valid TOML: {e}") from None
+
+
+def load_settings(
+    config_file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Build and validate the settings: ``overrides`` (CLI) > environment > file > defaults.
+
+    Raises ``SettingsError`` with one line naming the first bad setting; the store folder is
+    created (or found writable) here so a read-only disk is reported at start.
+    """
+    file_values = _read_toml(config_file) if config_file is not None else {}
+    env_keys = {k[len(ENV_PREFIX) :].lower() for k in os.environ if k.startswith(ENV_PREFIX)}
+    unknown = sorted(set(file_values) - set(Settings.model_fields))
+    if unknown:
+        raise SettingsError(unknown[0], "unknown setting in the config file")
+    cli = {k: v for k, v in (overrides or {}).items() if v is not None}
+    # file values only for keys neither the CLI nor the environment sets
+    merged = {k: v for k, v in file_values.items() if k not in env_keys and k not in cli}
+    merged.update(cli)
+    try:
+        settings = Settings(**merged)
+    except ValidationError as e:
+        raise _first_error(e) from None
+    _check_store_writable(settings.store_path)
+    return settings
+
+
+def _first_error(error: ValidationError) -> SettingsError:
+    first = error.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    field = loc[0] if loc else ""
+    ctx_error = (first.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _FieldError):
+        return SettingsError(ctx_error.field, str(ctx_error))
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown setting"
+    if len(loc) > 1:
+        message = f"{'.'.join(loc[1:])}: {message}"
+    return SettingsError(field, message)
+
+
+def _check_store_writable(store: Path) -> None:
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SettingsError("store_dir", f"cannot create {str(store)!r}: {e.strerror}") from None
+    if not os.access(store, os.W_OK | os.X_OK):
+        raise SettingsError("store_dir", f"{str(store)!r} is not writable")

@@ -1,0 +1,1 @@
+"""The synthetic cohort generator of SYNTHETIC_COHORT.md."""
