@@ -12,6 +12,7 @@ with one line naming the setting instead of failing deep inside a handler later.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -20,6 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from pipeline.routing import RoutingRules
 
 ENV_PREFIX = "LUNGPATH_"
 
@@ -55,6 +58,18 @@ def validate_ae_title(value: str) -> str:
             f"{value!r} is not a DICOM AE title (1-16 printable ASCII characters, "
             "no backslash, not all spaces)"
         )
+    return value
+
+
+def _validate_allow_entry(value: str) -> str:
+    """``AE`` or ``AE@address[/prefix]``: a calling AE, optionally bound to peer addresses."""
+    title, at, address = value.partition("@")
+    validate_ae_title(title)
+    if at:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r}: {address!r} is not an IP address or network") from None
     return value
 
 
@@ -101,12 +116,27 @@ class Settings(BaseSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
+    max_instances_per_association: int = Field(default=0, ge=0)  # 0: no limit
+    max_study_bytes: int = Field(default=0, ge=0)  # 0: no limit
+    receivers: int = Field(default=1, ge=1, le=64)  # receiving processes (SO_REUSEPORT)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
     # analysis and delivery
     checkpoint: Path | None = None
     device: str = "auto"
     research_mode: bool = False
     destinations: list[Destination] = Field(default_factory=list)
+
+    # which studies are analysed (pipeline.routing) and which series (pipeline.series)
+    routing_modalities: list[str] = Field(default_factory=lambda: ["CT"], min_length=1)
+    routing_body_parts: list[str] = Field(default_factory=lambda: ["chest", "thorax", "lung"])
+    routing_descriptions: list[str] = Field(
+        default_factory=lambda: ["chest", "thora", "lung", "pulmo"]
+    )
+    routing_accept_unlabelled: bool = True
+    routing_calling_aes: list[str] = Field(default_factory=list)
+    answer_not_analysed: bool = False
+    min_series_images: int = Field(default=30, ge=2)
 
     # operations
     log_level: str = "INFO"
@@ -120,7 +150,22 @@ class Settings(BaseSettings):
     @field_validator("allowed_calling_aes")
     @classmethod
     def _calling_aes(cls, value: list[str]) -> list[str]:
+        return [_validate_allow_entry(v) for v in value]
+
+    @field_validator("routing_calling_aes")
+    @classmethod
+    def _routing_aes(cls, value: list[str]) -> list[str]:
         return [validate_ae_title(v) for v in value]
+
+    @field_validator("routing_body_parts", "routing_descriptions")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"invalid regular expression {pattern!r}: {e}") from None
+        return value
 
     @field_validator("port", "metrics_port")
     @classmethod
@@ -196,6 +241,18 @@ class Settings(BaseSettings):
         if self.broker_url is not None:
             return self.broker_url
         return f"sqla+sqlite:///{(self.var_dir / 'broker.db').resolve()}"
+
+    @property
+    def routing_rules(self) -> RoutingRules:
+        """The routing settings as the pipeline's ``RoutingRules``."""
+        return RoutingRules(
+            modalities=tuple(self.routing_modalities),
+            body_part_patterns=tuple(self.routing_body_parts),
+            description_patterns=tuple(self.routing_descriptions),
+            accept_unlabelled=self.routing_accept_unlabelled,
+            calling_aes=tuple(self.routing_calling_aes),
+            answer_not_analysed=self.answer_not_analysed,
+        )
 
     @property
     def tls_enabled(self) -> bool:
