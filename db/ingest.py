@@ -1,0 +1,223 @@
+"""What the Storage SCP writes: associations, instances, refusals, and study stability.
+
+Every function takes a session already inside a transaction (``db.engine.transaction``) and
+adds its audit event(s) to it, so a row and its record commit together. Times are
+timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select, union
+from sqlalchemy.orm import Session
+
+from db.engine import transaction
+from db.events import EventType, Outcome, audit
+from db.models import Association, Instance, Result, Study
+from db.states import complete_stable, lock_study, new_data, stable_candidates, start_study
+
+ACTOR = "scp_node"
+
+__all__ = [
+    "InstanceOutcome",
+    "RecordOutcome",
+    "audit",
+    "close_association",
+    "complete_stable_studies",
+    "open_association",
+    "own_output_series",
+    "record_instance",
+]
+
+
+class InstanceOutcome(enum.StrEnum):
+    """What storing one instance meant for the database."""
+
+    NEW = "NEW"
+    """A SOP Instance UID not seen before: new row, new data for its study."""
+    DUPLICATE_IDENTICAL = "DUPLICATE_IDENTICAL"
+    """Same SOP Instance UID and same bytes: no new row, no new revision."""
+    REPLACED = "REPLACED"
+    """Same SOP Instance UID, other bytes: the sender's latest is kept; new data."""
+    OWN_OUTPUT = "OWN_OUTPUT"
+    """One of lungpath's own SR/SC/SEG sent back: stored and marked, never a new revision."""
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """The result of ``record_instance``.
+
+    ``revision`` and ``study_state`` are the study's after the call. For REPLACED,
+    ``previous_sha256`` and ``previous_path`` describe the bytes that were replaced (the
+    caller removes the old file if its path differs from the new one).
+    """
+
+    outcome: InstanceOutcome
+    study_uid: str
+    revision: int
+    study_state: str
+    previous_sha256: str | None = None
+    previous_path: str | None = None
+
+
+def open_association(session: Session, *, calling_ae: str, called_ae: str, peer_host: str,
+                     peer_port: int, tls: bool, now: datetime | None = None) -> int:
+    """Record an accepted association; returns its id for the instances it carries."""
+    at = now or _utcnow()
+    row = Association(calling_ae=calling_ae, called_ae=called_ae, peer_host=peer_host,
+                      peer_port=peer_port, tls=tls, started_at=at, accepted=0, refused=0,
+                      aborted=False)
+    session.add(row)
+    session.flush()
+    audit(session, actor=ACTOR, event_type=EventType.ASSOCIATION_OPENED,
+          outcome=Outcome.SUCCESS, calling_ae=calling_ae, at=at,
+          detail={"association_id": row.id, "called_ae": called_ae, "peer_host": peer_host,
+                  "peer_port": peer_port, "tls": tls})
+    return row.id
+
+
+def close_association(session: Session, association_id: int, *, accepted: int, refused: int,
+                      aborted: bool, now: datetime | None = None) -> None:
+    """Record the end of an association with its counts of accepted and refused instances."""
+    if accepted < 0 or refused < 0:
+        raise ValueError(f"accepted and refused must be >= 0, got {accepted}, {refused}")
+    row = session.get(Association, association_id)
+    if row is None:
+        raise ValueError(f"association_id: no association {association_id}")
+    at = now or _utcnow()
+    row.ended_at, row.accepted, row.refused, row.aborted = at, accepted, refused, aborted
+    audit(session, actor=ACTOR, event_type=EventType.ASSOCIATION_CLOSED,
+          outcome=Outcome.MINOR_FAILURE if aborted or refused else Outcome.SUCCESS,
+          calling_ae=row.calling_ae, at=at,
+          detail={"association_id": association_id, "accepted": accepted, "refused": refused,
+                  "aborted": aborted})
+
+
+def own_output_series(session: Session) -> set[str]:
+    """Series UIDs of every SR, SC and SEG lungpath produced (to recognise them coming back)."""
+    rows: Any = session.execute(union(
+        select(Result.sr_series_uid),
+        select(Result.sc_series_uid).where(Result.sc_series_uid.is_not(None)),
+        select(Result.seg_series_uid).where(Result.seg_series_uid.is_not(None)),
+    ))
+    return {str(row[0]) for row in rows}
+
+
+def _owning_study(session: Session, series_uid: str) -> Study | None:
+    """The study whose Result produced ``series_uid``, locked; None if not ours."""
+    study_id = session.scalars(
+        select(Result.study_id).where(
+            (Result.sr_series_uid == series_uid) | (Result.sc_series_uid == series_uid)
+            | (Result.seg_series_uid == series_uid)
+        ).limit(1)
+    ).first()
+    if study_id is None:
+        return None
+    return session.scalars(select(Study).where(Study.id == study_id).with_for_update()).one()
+
+
+def record_instance(session: Session, *, association_id: int | None, sop_class_uid: str,
+                    sop_instance_uid: str, study_uid: str, series_uid: str,
+                    transfer_syntax_uid: str, size: int, sha256: str, path: str,
+                    received_at: datetime) -> RecordOutcome:
+    """Record one stored instance and move its study as DESIGN.md "Study states" says.
+
+    Safe against concurrent callers: the study row is created with INSERT ... ON CONFLICT DO
+    NOTHING and then locked, so two associations delivering the same new study at once
+    serialise on it instead of failing on the unique key.
+    """
+    if size < 0:
+        raise ValueError(f"size must be >= 0, got {size}")
+    if len(sha256) != 64:
+        raise ValueError(f"sha256 must be a hex SHA-256 digest, got {sha256!r}")
+    calling_ae = _calling_ae(session, association_id)
+    columns = dict(association_id=association_id, sop_class_uid=sop_class_uid,
+                   series_uid=series_uid, transfer_syntax_uid=transfer_syntax_uid, size=size,
+                   sha256=sha256, path=path, received_at=received_at)
+    owner = _owning_study(session, series_uid)
+    study = owner or lock_study(session, study_uid)
+    if study is None:
+        study = start_study(session, study_uid=study_uid, calling_ae=calling_ae,
+                            now=received_at, actor=ACTOR)
+    existing = session.scalars(
+        select(Instance).where(Instance.sop_instance_uid == sop_instance_uid).with_for_update()
+    ).one_or_none()
+    event_detail: dict[str, Any] = {"series_uid": series_uid, "sha256": sha256, "size": size,
+                                    "association_id": association_id}
+    previous_sha = previous_path = None
+    if existing is not None and existing.sha256 == sha256:
+        outcome, event = InstanceOutcome.DUPLICATE_IDENTICAL, EventType.INSTANCE_DUPLICATE
+    elif existing is not None:
+        previous_sha, previous_path = existing.sha256, existing.path
+        for name, value in columns.items():
+            setattr(existing, name, value)
+        existing.study_id = study.id
+        existing.own_output = owner is not None
+        event_detail["previous_sha256"] = previous_sha
+        outcome, event = InstanceOutcome.REPLACED, EventType.INSTANCE_REPLACED
+    else:
+        session.add(Instance(study_id=study.id, sop_instance_uid=sop_instance_uid,
+                             own_output=owner is not None, **columns))
+        outcome, event = InstanceOutcome.NEW, EventType.INSTANCE_RECEIVED
+    if owner is not None and outcome is not InstanceOutcome.DUPLICATE_IDENTICAL:
+        outcome, event = InstanceOutcome.OWN_OUTPUT, EventType.INSTANCE_OWN_OUTPUT
+    audit(session, actor=ACTOR, event_type=event, outcome=Outcome.SUCCESS,
+          study_uid=study.study_uid, sop_instance_uid=sop_instance_uid, calling_ae=calling_ae,
+          at=received_at, detail=event_detail)
+    if outcome in (InstanceOutcome.NEW, InstanceOutcome.REPLACED):
+        new_data(session, study, now=received_at, actor=ACTOR)
+    session.flush()
+    return RecordOutcome(outcome=outcome, study_uid=study.study_uid, revision=study.revision,
+                         study_state=study.state, previous_sha256=previous_sha,
+                         previous_path=previous_path)
+
+
+def _calling_ae(session: Session, association_id: int | None) -> str | None:
+    if association_id is None:
+        return None
+    calling = session.scalar(
+        select(Association.calling_ae).where(Association.id == association_id)
+    )
+    if calling is None:
+        raise ValueError(f"association_id: no association {association_id}")
+    return calling
+
+
+def complete_stable_studies(session_or_engine: Session | Engine, *, now: datetime,
+                            stable_seconds: float) -> list[str]:
+    """RECEIVING studies with no instance for ``stable_seconds`` -> COMPLETE; their UIDs.
+
+    Exactly once per revision even with several processes sweeping at once (see
+    ``db.states.complete_stable``). Given an engine, each study commits on its own; given a
+    session, the caller's transaction holds them all.
+    """
+    if stable_seconds <= 0:
+        raise ValueError(f"stable_seconds must be > 0, got {stable_seconds}")
+    cutoff = now - timedelta(seconds=stable_seconds)
+    if isinstance(session_or_engine, Session):
+        return _sweep(session_or_engine, cutoff, now)
+    with transaction(session_or_engine) as session:
+        candidates = stable_candidates(session, cutoff=cutoff)
+    completed = []
+    for study_id, uid, revision in candidates:
+        with transaction(session_or_engine) as session:
+            if complete_stable(session, study_id=study_id, revision=revision, cutoff=cutoff,
+                               now=now, actor=ACTOR):
+                completed.append(uid)
+    return completed
+
+
+def _sweep(session: Session, cutoff: datetime, now: datetime) -> list[str]:
+    return [
+        uid for study_id, uid, revision in stable_candidates(session, cutoff=cutoff)
+        if complete_stable(session, study_id=study_id, revision=revision, cutoff=cutoff,
+                           now=now, actor=ACTOR)
+    ]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
