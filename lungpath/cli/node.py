@@ -19,8 +19,15 @@ def serve(ctx: Context, host: str | None, port: int | None, ae_title: str | None
 
     In the embedded mode (the default) it also starts an analysis worker as a child process.
     """
-    ctx.settings(host=host, port=port, ae_title=ae_title)
-    not_available("serve", "the DICOM storage node")
+    from lungpath.node import NodeError, run_node
+
+    settings = ctx.settings(host=host, port=port, ae_title=ae_title)
+    try:
+        run_node(settings)
+    except NodeError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}")
 
 
 @main.command()
