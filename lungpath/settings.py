@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     # operations
     log_level: str = "INFO"
     metrics_port: int | None = None
+    #: Audit events older than this many days may be deleted by ``lungpath purge``; unset
+    #: keeps them forever. Study data has its own window (``purge --older-than``).
+    audit_retention_days: int | None = Field(default=None, ge=1)
 
     @field_validator("ae_title")
     @classmethod

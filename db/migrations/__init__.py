@@ -8,6 +8,7 @@ missing column.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from sqlalchemy import Connection, Engine
 from db.engine import create_engine_for
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent
+# Alembic logs each context it opens at INFO; the start-up check would print that every time.
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+
 FILE_TEMPLATE = "%(year)d_%(month).2d_%(day).2d_%(hour).2d%(minute).2d_%(rev)s_%(slug)s"
 
 

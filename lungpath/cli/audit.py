@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import csv
+import getpass
+import io
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import click
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
-from lungpath.cli import Context, main, not_available, pass_context
+from db import migrations, queries
+from db.engine import create_engine_for, transaction
+from db.events import EventType, Outcome
+from db.events import audit as audit_event
+from db.migrations import SchemaError, check_schema, current_revision
+from db.queries import Filters
+from db.retention import purge_audit_events, purge_studies
+from lungpath.cli import Context, fail, main, not_available, pass_context
 from lungpath.cli.params import INSTANT
+from lungpath.settings import Settings
+
+EXIT_USAGE = 2
 
 _FORMATS = click.Choice(["table", "json", "csv"])
+_QUERIES = [
+    ("studies", "Studies with their state, revision and times (changed in the window)."),
+    ("events", "Audit events (append-only); --ae: calling AE; --outcome failure: any failure."),
+    ("deliveries", "Result deliveries and their attempts; --ae is the destination."),
+    ("associations", "DICOM associations: who connected, when, what was accepted."),
+]
 
 
 def _query_options(f: click.decorators.FC) -> click.decorators.FC:
@@ -26,30 +53,118 @@ def _query_options(f: click.decorators.FC) -> click.decorators.FC:
     return f
 
 
+def _actor() -> str:
+    """Who runs an administrative command, for the audit trail."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}"[:64]
+
+
+def _engine(settings: Settings, *, read_only: bool) -> Engine:
+    """An engine on the settings' database with a schema this version knows; exit 1 if not."""
+    url = settings.database
+    if read_only and url.startswith("sqlite"):
+        path = make_url(url).database
+        if not path or not Path(path).is_file():
+            fail(f"no database at {path}; run `lungpath db upgrade` first")
+    engine = create_engine_for(url, read_only=read_only)
+    try:
+        check_schema(engine)
+    except SchemaError as e:
+        engine.dispose()
+        fail(str(e))
+    except OperationalError as e:
+        engine.dispose()
+        fail(f"cannot open the database: {e.orig or e}")
+    return engine
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def render(rows: list[dict[str, Any]], fmt: str) -> str:
+    """Rows as an aligned text table, a JSON array or CSV with a header line."""
+    if fmt == "json":
+        return json.dumps(rows, default=_cell, indent=2)
+    columns = list(rows[0]) if rows else []
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([_cell(row[c]) for c in columns] for row in rows)
+        return out.getvalue().rstrip("\n")
+    if not rows:
+        return "(no rows)"
+    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _filters(since: datetime | None, until: datetime | None, study_uid: str | None,
+             ae: str | None, state: str | None, outcome: str | None) -> Filters:
+    try:
+        return Filters(since=since, until=until, study_uid=study_uid, ae=ae,
+                       state=state.upper() if state else None, outcome=outcome)
+    except ValueError as e:
+        fail(str(e), EXIT_USAGE)
+
+
+def _answer(ctx: Context, filters: Filters, ask: Callable[[Session], list[dict[str, Any]]],
+            fmt: str) -> None:
+    engine = _engine(ctx.settings(), read_only=True)
+    try:
+        with transaction(engine) as session:
+            rows = ask(session)
+    except ValueError as e:
+        fail(str(e), EXIT_USAGE)
+    finally:
+        engine.dispose()
+    click.echo(render(rows, fmt))
+
+
 @main.group()
 def audit() -> None:
-    """Query the audit log: studies, events, deliveries, associations, summary."""
+    """Query the audit log (read-only): studies, events, deliveries, associations, summary."""
 
 
 def _audit_command(name: str, doc: str) -> None:
     @audit.command(name=name, help=doc)
     @_query_options
+    @click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True,
+                  help="At most this many rows, newest first (0: all).")
     @pass_context
     def command(ctx: Context, since: datetime | None, until: datetime | None,
                 study_uid: str | None, ae: str | None, state: str | None,
-                outcome: str | None, fmt: str) -> None:
-        ctx.settings()
-        not_available(f"audit {name}", "the audit database")
+                outcome: str | None, fmt: str, limit: int) -> None:
+        filters = _filters(since, until, study_uid, ae, state, outcome)
+        query = queries.QUERIES[name]
+        _answer(ctx, filters, lambda session: query(session, filters, limit=limit or None), fmt)
 
 
-for _name, _doc in [
-    ("studies", "Studies with their state, revision and times."),
-    ("events", "Audit events (append-only)."),
-    ("deliveries", "Result deliveries and their attempts."),
-    ("associations", "DICOM associations: who connected, when, what was accepted."),
-    ("summary", "Counts per state, failures by reason, p50/p95 time from COMPLETE to DONE."),
-]:
+for _name, _doc in _QUERIES:
     _audit_command(_name, _doc)
+
+
+@audit.command()
+@_query_options
+@pass_context
+def summary(ctx: Context, since: datetime | None, until: datetime | None, study_uid: str | None,
+            ae: str | None, state: str | None, outcome: str | None, fmt: str) -> None:
+    """Counts per state, failures by reason, p50/p95 time from COMPLETE to DONE."""
+    filters = _filters(since, until, study_uid, ae, state, outcome)
+    _answer(ctx, filters, lambda session: queries.summary(session, filters), fmt)
 
 
 @main.command()
@@ -58,9 +173,34 @@ for _name, _doc in [
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; change nothing.")
 @pass_context
 def purge(ctx: Context, older_than: datetime, dry_run: bool) -> None:
-    """Delete stored files and rows of studies older than the window (audit events stay)."""
-    ctx.settings()
-    not_available("purge", "the audit database")
+    """Delete stored files and rows of studies older than the window (audit events stay).
+
+    Audit events older than the audit_retention_days setting (if set) are deleted too.
+    Studies being analysed are never deleted. What was deleted is audited.
+    """
+    settings = ctx.settings()
+    now = datetime.now(UTC)
+    if older_than > now:
+        fail("--older-than must be in the past", EXIT_USAGE)
+    engine = _engine(settings, read_only=False)
+    try:
+        report = purge_studies(engine, older_than=older_than, dry_run=dry_run,
+                               actor=_actor(), now=now)
+        events = 0
+        if settings.audit_retention_days is not None:
+            events = purge_audit_events(engine, retention_days=settings.audit_retention_days,
+                                        dry_run=dry_run, actor=_actor(), now=now)
+    finally:
+        engine.dispose()
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {len(report.studies)} studies ({report.instances} instances, "
+               f"{report.results} results, {len(report.files)} files), "
+               f"{report.associations} associations, {events} audit events")
+    if dry_run:
+        for uid in report.studies:
+            click.echo(f"  {uid}")
+    if report.files_failed:
+        fail(f"{len(report.files_failed)} files could not be deleted (see the log)")
 
 
 @main.group()
@@ -72,8 +212,24 @@ def db() -> None:
 @pass_context
 def upgrade(ctx: Context) -> None:
     """Migrate the database to the newest schema this version knows."""
-    ctx.settings()
-    not_available("db upgrade", "the audit database")
+    settings = ctx.settings()
+    url = settings.database
+    if url.startswith("sqlite"):
+        Path(make_url(url).database or ".").parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine_for(url)
+    try:
+        before = current_revision(engine)
+        migrations.upgrade(url)
+        after = current_revision(engine)
+        if after != before:
+            with transaction(engine) as session:
+                audit_event(session, actor=_actor(), event_type=EventType.SCHEMA_UPGRADED,
+                            outcome=Outcome.SUCCESS, detail={"from": before, "to": after})
+    except OperationalError as e:
+        fail(f"cannot migrate the database: {e.orig or e}")
+    finally:
+        engine.dispose()
+    click.echo(f"database schema at {after} (was {before or 'empty'})")
 
 
 @main.command()
