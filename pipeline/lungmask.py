@@ -69,7 +69,7 @@ class LungMask:
 
 def shrink_factors(spacing: Sequence[float], target_mm: float) -> list[int]:
     """Integer factors that bring ``spacing`` close to ``target_mm`` without exceeding it much."""
-    return [max(1, int(round(target_mm / s))) for s in spacing]
+    return [max(1, round(target_mm / s)) for s in spacing]
 
 
 def lung_mask(volume: sitk.Image) -> LungMask:

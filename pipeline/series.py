@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from pydicom.errors import InvalidDicomError
 
 from pipeline.geometry import GeometryError, stack_geometry
 from pipeline.instances import CT_STORAGE_CLASSES, ImageFrame, InstanceError, image_frames
+from pipeline.volume import read_dataset
 
 #: ConvolutionKernel values of lung (sharp) reconstructions across vendors: GE LUNG/BONE,
 #: Siemens B/Br/I/Bl 50-89, Philips L/YA-YC, Canon FC5x/FC8x.
@@ -42,6 +43,8 @@ class SeriesSummary:
         unusable: why the series cannot be analysed, or ``None`` when it can.
         slice_spacing_mm: distance between images along the normal (None when unusable).
         lung_kernel: whether ConvolutionKernel names a sharp/lung reconstruction.
+        headers: the parsed instances (pixel data left in the files), for
+            ``pipeline.volume.assemble_volume`` so that nothing is parsed twice.
     """
 
     series_instance_uid: str
@@ -53,6 +56,7 @@ class SeriesSummary:
     slice_spacing_mm: float | None
     lung_kernel: bool
     unusable: str | None
+    headers: tuple[Dataset, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -77,11 +81,11 @@ class SeriesChoice:
 
 
 def read_headers(paths: Iterable[Path]) -> list[tuple[Path, Dataset]]:
-    """Headers (no pixel data) of the readable DICOM files among ``paths``."""
+    """The readable DICOM files among ``paths``, parsed without their pixel data."""
     headers: list[tuple[Path, Dataset]] = []
     for path in paths:
         try:
-            headers.append((path, pydicom.dcmread(path, stop_before_pixels=True)))
+            headers.append((path, read_dataset(path)))
         except (InvalidDicomError, OSError):
             continue
     return headers
@@ -120,6 +124,7 @@ def _summary(uid: str, members: list[tuple[Path, Dataset]], min_images: int) -> 
         slice_spacing_mm=spacing,
         lung_kernel=any(LUNG_KERNEL.search(k.strip()) for k in kernel.split("\\") if k),
         unusable=problem,
+        headers=tuple(ds for _, ds in members),
     )
 
 

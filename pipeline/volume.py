@@ -29,11 +29,10 @@ from pipeline.geometry import GeometryError, StackGeometry, stack_geometry
 from pipeline.instances import ImageFrame, InstanceError, image_frames
 
 AIR_HU = -1024
-_NATIVE = {
-    pydicom.uid.ImplicitVRLittleEndian,
-    pydicom.uid.ExplicitVRLittleEndian,
-    pydicom.uid.DeflatedExplicitVRLittleEndian,
-}
+#: Pixel data larger than this is not read with the header but straight from the file.
+DEFER_BYTES = 4096
+_PIXEL_DATA = 0x7FE00010
+_NATIVE_LE = {pydicom.uid.ImplicitVRLittleEndian, pydicom.uid.ExplicitVRLittleEndian}
 
 
 class VolumeError(ValueError):
@@ -61,19 +60,24 @@ class Volume:
     tilt_degrees: float
 
 
+def read_dataset(path: Path) -> Dataset:
+    """Parse one file, leaving its pixel data in the file until assembly reads it."""
+    return pydicom.dcmread(path, defer_size=DEFER_BYTES)
+
+
 def read_volume(paths: Sequence[Path]) -> Volume:
     """Read and assemble the instances at ``paths`` (one series)."""
     datasets = []
     for path in paths:
         try:
-            datasets.append(pydicom.dcmread(path))
+            datasets.append(read_dataset(path))
         except (InvalidDicomError, OSError) as e:
             raise VolumeError(f"cannot read {path}: {e}") from None
     return assemble_volume(datasets)
 
 
 def assemble_volume(datasets: Sequence[Dataset]) -> Volume:
-    """Build the HU volume of one series from its decoded instances."""
+    """Build the HU volume of one series from its instances (``read_dataset`` or in memory)."""
     if not datasets:
         raise VolumeError("the series has no instances")
     series_uids = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
@@ -117,24 +121,39 @@ def _hu_stack(datasets: Sequence[Dataset], ordered: list[tuple[int, ImageFrame]]
 
 
 def _pixels(ds: Dataset) -> np.ndarray:
-    """Stored values as (frames, rows, columns); a fast path for native 16-bit data."""
+    """Stored values as (frames, rows, columns).
+
+    Native little-endian 16-bit data is read straight from the file (or buffer): pydicom's
+    general decoder costs more than the rest of assembly together.
+    """
     uid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     try:
         if int(ds.get("SamplesPerPixel", 1)) != 1:
             raise VolumeError(f"instance {ds.SOPInstanceUID} is not a grey-scale image")
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         shape = (frames, int(ds.Rows), int(ds.Columns))
-        if uid in _NATIVE and ds.BitsAllocated == 16 and ds.BitsStored == 16:
+        if uid in _NATIVE_LE and ds.BitsAllocated == 16 and ds.BitsStored == 16:
             dtype = np.int16 if ds.PixelRepresentation == 1 else np.uint16
-            return np.frombuffer(ds.PixelData, dtype=dtype, count=int(np.prod(shape))).reshape(
-                shape
-            )
+            return _native(ds, dtype, shape)
         return np.asarray(ds.pixel_array).reshape(shape)
     except (AttributeError, ValueError, RuntimeError, NotImplementedError) as e:
         if isinstance(e, VolumeError):
             raise
         name = getattr(uid, "name", uid)
         raise VolumeError(f"cannot decode pixel data ({name}): {e}") from None
+
+
+def _native(ds: Dataset, dtype: type[np.integer], shape: tuple[int, int, int]) -> np.ndarray:
+    count = int(np.prod(shape))
+    raw = ds.get_item(_PIXEL_DATA)
+    if raw is None:
+        raise VolumeError(f"instance {ds.SOPInstanceUID} has no pixel data")
+    if getattr(raw, "value", b"") is None and ds.filename:  # deferred: still in the file
+        data = np.fromfile(ds.filename, dtype=dtype, count=count, offset=raw.value_tell)
+        if data.size != count:
+            raise VolumeError(f"pixel data of {ds.SOPInstanceUID} is truncated")
+        return data.reshape(shape)
+    return np.frombuffer(ds.PixelData, dtype=dtype, count=count).reshape(shape)
 
 
 def _untilt(hu: np.ndarray, geometry: StackGeometry) -> None:

@@ -38,7 +38,9 @@ def _points() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (ORIGIN[0] + x * SPACING[0], ORIGIN[1] + y * SPACING[1], ORIGIN[2] + z * SPACING[2])
 
 
-def _segment_distance(p: tuple[np.ndarray, ...], a: Sequence[float], b: Sequence[float]) -> np.ndarray:
+def _segment_distance(
+    p: tuple[np.ndarray, ...], a: Sequence[float], b: Sequence[float]
+) -> np.ndarray:
     ab = np.subtract(b, a)
     t = sum((p[i] - a[i]) * ab[i] for i in range(3)) / float(ab @ ab)
     t = np.clip(t, 0, 1)
