@@ -31,16 +31,42 @@ def synth() -> None:
 
 @synth.command()
 @_cohort_options
-def studies(count: int, seed: int, out: Path, acquisition: str, workers: int | None) -> None:
-    """Complete DICOM CT studies with 0-3 nodules and their ground truth."""
-    not_available("synth studies", "the synthetic cohort generator")
+@click.option("--extra-series", is_flag=True,
+              help="Add a LOCALIZER and a 5 mm soft-tissue series to every study.")
+def studies(count: int, seed: int, out: Path, acquisition: str, workers: int | None,
+            extra_series: bool) -> None:
+    """Complete DICOM CT studies with 0-3 nodules and their ground truth.
+
+    Writes OUT/study_NNNNN/ (one DICOM file per image and truth.json), studies.csv and
+    nodules.csv. The same seed gives the same files whatever --workers is.
+    """
+    from training.synthetic.cohort import generate_studies
+
+    truths = generate_studies(out, count, seed=seed, acquisition=acquisition, workers=workers,
+                              extra_series=extra_series, progress=True)
+    nodules = sum(len(t.nodules) for t in truths)
+    click.echo(f"wrote {len(truths)} studies with {nodules} nodules to {out}")
 
 
 @synth.command()
 @_cohort_options
-def boxes(count: int, seed: int, out: Path, acquisition: str, workers: int | None) -> None:
-    """Boxes around single nodules (labelled and unlabelled) for training."""
-    not_available("synth boxes", "the synthetic cohort generator")
+@click.option("--unlabelled", is_flag=True,
+              help="An unlabelled set (for distillation): labels blank in boxes.csv, kept in "
+                   "withheld.csv for evaluation only.")
+@click.option("--box-mm", type=click.FloatRange(min=16, max=256), default=64.0,
+              show_default=True, help="Edge length of each box in mm.")
+def boxes(count: int, seed: int, out: Path, acquisition: str, workers: int | None,
+          unlabelled: bool, box_mm: float) -> None:
+    """Boxes around single nodules, on the grid a study would have, for training.
+
+    Writes OUT/*.mha (int16 HU with origin, spacing and direction) and OUT/boxes.csv.
+    """
+    from training.synthetic.cohort import generate_boxes
+
+    rows = generate_boxes(out, count, seed=seed, acquisition=acquisition,
+                          labelled=not unlabelled, workers=workers, box_mm=box_mm,
+                          progress=True)
+    click.echo(f"wrote {len(rows)} {'unlabelled' if unlabelled else 'labelled'} boxes to {out}")
 
 
 @synth.command()

@@ -1,0 +1,80 @@
+"""Real spherical harmonics of degree 2-4: the lobulation of a synthetic nodule's surface.
+
+Written as polynomials of the unit direction (x, y, z) -- P_l^(m)(z) * Re/Im((x + iy)^m),
+the m-th derivative of the Legendre polynomial times a harmonic polynomial -- so evaluating them
+on a nodule's voxels is plain numpy, with no angles and no special-function calls.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+from numpy.polynomial import legendre
+
+DEGREES = (2, 3, 4)
+#: (degree, order) of each basis function, m < 0 meaning the sine part.
+TERMS: tuple[tuple[int, int], ...] = tuple(
+    (degree, m) for degree in DEGREES for m in range(-degree, degree + 1)
+)
+_DERIVATIVES = {
+    (degree, m): legendre.Legendre.basis(degree).deriv(m).convert(kind=np.polynomial.Polynomial)
+    for degree in DEGREES
+    for m in range(degree + 1)
+}
+
+
+def _norm(degree: int, m: int) -> float:
+    factor = (
+        (2 * degree + 1) / (4 * math.pi) * math.factorial(degree - m) / math.factorial(degree + m)
+    )
+    return math.sqrt(factor) * (math.sqrt(2.0) if m else 1.0)
+
+
+def basis(ux: np.ndarray, uy: np.ndarray, uz: np.ndarray) -> list[np.ndarray]:
+    """The orthonormal real spherical harmonics of ``TERMS`` at unit directions (ux, uy, uz)."""
+    xy = (ux + 1j * uy).astype(np.complex64)
+    powers = [np.ones_like(xy)]
+    for _ in range(max(DEGREES)):
+        powers.append(powers[-1] * xy)
+    out = []
+    for degree, m in TERMS:
+        k = abs(m)
+        radial = _DERIVATIVES[(degree, k)](uz).astype(np.float32)
+        angular = powers[k].imag if m < 0 else powers[k].real
+        out.append((np.float32(_norm(degree, k)) * radial * angular).astype(np.float32))
+    return out
+
+
+def combine(coefficients: np.ndarray, ux: np.ndarray, uy: np.ndarray, uz: np.ndarray) -> np.ndarray:
+    """Y(u) = sum_i c_i Y_i(u)."""
+    total = np.zeros(np.broadcast_shapes(ux.shape, uy.shape, uz.shape), dtype=np.float32)
+    for c, y in zip(coefficients, basis(ux, uy, uz), strict=True):
+        total += np.float32(c) * y
+    return total
+
+
+def fibonacci_sphere(n: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` nearly evenly spread unit directions."""
+    i = np.arange(n) + 0.5
+    z = 1 - 2 * i / n
+    r = np.sqrt(1 - z * z)
+    phi = math.pi * (1 + math.sqrt(5)) * i
+    return r * np.cos(phi), r * np.sin(phi), z
+
+
+@cache
+def _sphere_basis() -> np.ndarray:
+    """The basis on ``fibonacci_sphere()`` as a (directions, terms) matrix, computed once."""
+    return np.stack(basis(*(a.astype(np.float32) for a in fibonacci_sphere())), axis=1).astype(
+        np.float64
+    )
+
+
+def random_lobulation(rng: np.random.Generator) -> np.ndarray:
+    """Coefficients of a random combination of the degree 2-4 harmonics, scaled so that
+    max |Y| over the sphere is 1."""
+    coefficients = rng.standard_normal(len(TERMS))
+    peak = float(np.max(np.abs(_sphere_basis() @ coefficients)))
+    return coefficients / peak
