@@ -10,11 +10,11 @@ objects instead of storing duplicates.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydicom import Dataset
-from pydicom.uid import generate_uid
 
 from pipeline.findings import NoduleFinding
 from pipeline.results.codes import AnalysisStatus
@@ -25,6 +25,7 @@ MANUFACTURER = "lungpath"
 MODEL_NAME = "lungpath SD-MdaNet node"
 
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_UID_NAMESPACE = uuid.UUID("6c756e67-7061-7468-2d72-6573756c7473")  # fixed: derived UIDs
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -139,7 +140,9 @@ class ResultUids:
             raise ValueError(f'Argument "nodule_count" must be >= 0, got {nodule_count}.')
 
         def uid(*parts: object) -> str:
-            return str(generate_uid(prefix=None, entropy_srcs=[key, *map(str, parts)]))
+            # a name-based (SHA-1) UUID under the 2.25 root: the same name, the same UID
+            name = "/".join([key, *map(str, parts)])
+            return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
 
         return cls(
             sr_series=uid("sr-series"),

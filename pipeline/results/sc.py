@@ -21,7 +21,12 @@ from pydicom import Dataset
 from model.pathology import INVASIVENESS, PATTERNS
 from pipeline.findings import Laterality, NoduleFinding
 from pipeline.results.codes import AnalysisStatus
-from pipeline.results.report import MANUFACTURER, MODEL_NAME, AnalysisReport
+from pipeline.results.report import (
+    MANUFACTURER,
+    MODEL_NAME,
+    SYNTHETIC_DISCLAIMER,
+    AnalysisReport,
+)
 
 SIZE = 512  #: pixels, square
 SERIES_DESCRIPTION = "lungpath SD-MdaNet summary"
@@ -94,10 +99,15 @@ def _to_rgb(figure: Figure) -> np.ndarray:
 
 
 def _footer(figure: Figure, report: AnalysisReport) -> None:
-    text = textwrap.fill(report.algorithm.use_statement, width=66)
-    color = _ACCENT if report.algorithm.synthetic_trained else "white"
-    figure.text(0.5, 0.012, text, color=color, fontsize=8.5, ha="center", va="bottom",
-                fontweight="bold")
+    """Intended use (shortened to one line) and, for synthetic-trained checkpoints, the
+    disclaimer in red on a line of its own: two lines, whatever the statement's length."""
+    algorithm = report.algorithm
+    figure.text(0.5, 0.045, textwrap.shorten(algorithm.intended_use, width=84,
+                                             placeholder=" ..."),
+                color="#cccccc", fontsize=8, ha="center", va="bottom")
+    if algorithm.synthetic_trained:
+        figure.text(0.5, 0.01, SYNTHETIC_DISCLAIMER, color=_ACCENT, fontsize=8.5,
+                    fontweight="bold", ha="center", va="bottom")
 
 
 def render_nodule(report: AnalysisReport, finding: NoduleFinding) -> np.ndarray:
@@ -115,7 +125,7 @@ def render_nodule(report: AnalysisReport, finding: NoduleFinding) -> np.ndarray:
     figure.text(0.52, 0.565, f"Uncertainty {p.uncertainty:.1f} %", color="white", fontsize=11)
     figure.text(0.52, 0.51, f"{m.long_axis_mm:.1f} x {m.short_axis_mm:.1f} mm, CTR {m.ctr:.2f}",
                 color="#cccccc", fontsize=9.5)
-    _draw_proportions(figure.add_axes((0.30, 0.13, 0.66, 0.30)), finding)
+    _draw_proportions(figure.add_axes((0.30, 0.155, 0.66, 0.275)), finding)
     _footer(figure, report)
     return _to_rgb(figure)
 
