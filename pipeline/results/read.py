@@ -81,10 +81,17 @@ def read_findings(dataset: Dataset) -> ParsedReport:
     if "ContentSequence" not in dataset or "ConceptNameCodeSequence" not in dataset:
         raise ReportError("not a structured report (no SR content tree)")
     try:
-        document = hd.sr.Comprehensive3DSR.from_dataset(dataset)
-    except (ValueError, AttributeError, TypeError, KeyError) as e:
-        raise ReportError(f"not a readable SR document: {e}") from e
-    content = document.content
+        return _parse(dataset)
+    except ReportError:
+        raise
+    except (ValueError, AttributeError, TypeError, KeyError, IndexError) as e:
+        # highdicom and pydicom describe a malformed item with a dump of it: keep line one
+        first_line = str(e).splitlines()[0].rstrip(":") if str(e) else type(e).__name__
+        raise ReportError(f"malformed SR content: {first_line}") from e
+
+
+def _parse(dataset: Dataset) -> ParsedReport:
+    content = hd.sr.Comprehensive3DSR.from_dataset(dataset).content
     if not isinstance(content, hd.sr.MeasurementReport):
         raise ReportError("not a TID 1500 measurement report")
     root = list(content[0].ContentSequence)

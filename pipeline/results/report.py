@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydicom import Dataset
@@ -248,10 +247,3 @@ class AnalysisReport:
                 return ds
         raise KeyError(sop_instance_uid)
 
-
-def slice_index(sources: Sequence[Dataset], sop_instance_uid: str) -> int:
-    """Position of an instance in ``sources`` (the volume's slice order)."""
-    for i, ds in enumerate(sources):
-        if ds.SOPInstanceUID == sop_instance_uid:
-            return i
-    raise KeyError(sop_instance_uid)

@@ -44,7 +44,11 @@ def test_other_files_exit_1_with_a_message(series: list[Dataset], tmp_path: Path
     sc = save(build_sc(report(series, 1))[0], tmp_path / "sc.dcm")
     text = tmp_path / "notes.txt"
     text.write_text("not DICOM")
-    for path, message in ((sc, "not a lungpath result SR"), (text, "not a readable DICOM")):
+    whole = save(build_sr(report(series, 3)), tmp_path / "sr.dcm").read_bytes()
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(whole[: len(whole) * 2 // 3])
+    for path, message in ((sc, "not a lungpath result SR"), (text, "not a readable DICOM"),
+                          (truncated, "not a lungpath result SR")):
         result = CliRunner().invoke(main, ["show-sr", str(path)])
         assert result.exit_code == 1
         assert message in result.output
