@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from lungpath.cli import main, not_available
+from lungpath.cli import main
 
 
 def _cohort_options(f: click.decorators.FC) -> click.decorators.FC:
@@ -72,5 +72,12 @@ def boxes(count: int, seed: int, out: Path, acquisition: str, workers: int | Non
 @synth.command()
 @_cohort_options
 def preview(count: int, seed: int, out: Path, acquisition: str, workers: int | None) -> None:
-    """A PNG mosaic of rendered nodules per class with their labels."""
-    not_available("synth preview", "the synthetic cohort generator")
+    """A PNG mosaic of rendered nodules per class with their labels (--n per class).
+
+    Writes OUT/synth-preview.png.
+    """
+    from training.synthetic.preview import render_preview
+
+    path = render_preview(out, per_class=count, seed=seed, acquisition=acquisition,
+                          workers=workers, progress=True)
+    click.echo(f"wrote {path}")

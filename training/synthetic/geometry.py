@@ -171,26 +171,28 @@ def ellipsoid_wall_distance(point: ArrayLike, centre: Vec3, semi: Vec3) -> float
     (-min a_i^2, 0] of sum (a_i q_i / (t + a_i^2))^2 = 1, found by bisection (the sum is
     monotone there). Points outside return a negative distance along the ray.
     """
-    q = np.subtract(point, centre, dtype=np.float64)
-    a = np.asarray(semi, dtype=np.float64)
-    if float(np.sum((q / a) ** 2)) >= 1.0:
-        return -float(np.linalg.norm(q) * (1 - 1 / math.sqrt(float(np.sum((q / a) ** 2)))))
-    lo, hi = -float(np.min(a * a)), 0.0
-    for _ in range(100):
+    p = np.asarray(point, dtype=np.float64)
+    q = [float(p[i]) - centre[i] for i in range(3)]
+    a2 = [s * s for s in semi]
+    rho2 = sum(qi * qi / ai2 for qi, ai2 in zip(q, a2, strict=True))
+    if rho2 >= 1.0:
+        return -math.sqrt(sum(qi * qi for qi in q)) * (1 - 1 / math.sqrt(rho2))
+    lo, hi = -min(a2), 0.0
+    for _ in range(80):
         t = 0.5 * (lo + hi)
-        value = float(np.sum((a * q / (t + a * a)) ** 2))
+        value = sum(ai2 * qi * qi / (t + ai2) ** 2 for qi, ai2 in zip(q, a2, strict=True))
         if value > 1.0:
             lo = t
         else:
             hi = t
-    nearest = a * a * q / (0.5 * (lo + hi) + a * a)
-    return float(np.linalg.norm(nearest - q))
+    t = 0.5 * (lo + hi)
+    return math.sqrt(sum((ai2 * qi / (t + ai2) - qi) ** 2 for qi, ai2 in zip(q, a2, strict=True)))
 
 
 def random_unit_vector(rng: np.random.Generator) -> np.ndarray:
     """A direction drawn uniformly on the sphere."""
     v = rng.standard_normal(3)
-    return v / np.linalg.norm(v)
+    return v / math.sqrt(float(v @ v))
 
 
 def random_in_ball(rng: np.random.Generator, radius: float) -> np.ndarray:

@@ -47,12 +47,58 @@ def basis(ux: np.ndarray, uy: np.ndarray, uz: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+#: Exponents (a, b, c) of the monomials x^a y^b z^c of degrees 3 and 4: on the unit sphere
+#: their span holds every harmonic of degree 2-4 (degree 2 times x^2 + y^2 + z^2 = 1), so a
+#: combination of ``TERMS`` is one weighted sum of these, far fewer array passes than the basis.
+MONOMIALS: tuple[tuple[int, int, int], ...] = tuple(
+    (a, b, degree - a - b) for degree in (3, 4) for a in range(degree, -1, -1)
+    for b in range(degree - a, -1, -1)
+)
+
+
+def _powers(v: np.ndarray) -> list[np.ndarray]:
+    """v^0 .. v^4."""
+    v2 = v * v
+    return [np.ones_like(v), v, v2, v2 * v, v2 * v2]
+
+
+@cache
+def _to_monomials() -> np.ndarray:
+    """The (monomials, terms) matrix that rewrites a combination of ``TERMS`` as monomials,
+    solved once by least squares on the sphere (exact: the harmonics lie in the span)."""
+    x, y, z = fibonacci_sphere(2048)
+    harmonic = np.stack(basis(x, y, z), axis=1).astype(np.float64)
+    px, py, pz = _powers(x), _powers(y), _powers(z)
+    monomial = np.stack([px[a] * py[b] * pz[c] for a, b, c in MONOMIALS], axis=1)
+    solution, *_ = np.linalg.lstsq(monomial, harmonic, rcond=None)
+    return np.asarray(solution)
+
+
 def combine(coefficients: np.ndarray, ux: np.ndarray, uy: np.ndarray, uz: np.ndarray) -> np.ndarray:
-    """Y(u) = sum_i c_i Y_i(u)."""
-    total = np.zeros(np.broadcast_shapes(ux.shape, uy.shape, uz.shape), dtype=np.float32)
-    for c, y in zip(coefficients, basis(ux, uy, uz), strict=True):
-        total += np.float32(c) * y
+    """Y(u) = sum_i c_i Y_i(u) at unit directions (float32), as sum_a x^a * S_a(y, z)."""
+    weights = _to_monomials() @ np.asarray(coefficients, dtype=np.float64)
+    x, y, z = (np.asarray(v, dtype=np.float32) for v in (ux, uy, uz))
+    py, pz = _powers(y), _powers(z)
+    yz: dict[tuple[int, int], np.ndarray] = {}
+    inner: dict[int, np.ndarray] = {}
+    for (a, b, c), w in zip(MONOMIALS, weights, strict=True):
+        if (b, c) not in yz:
+            yz[(b, c)] = py[b] * pz[c]
+        term = np.float32(w) * yz[(b, c)]
+        inner[a] = inner[a] + term if a in inner else term
+    px = _powers(x)
+    total = np.zeros(np.broadcast_shapes(x.shape, y.shape, z.shape), dtype=np.float32)
+    for a, part in inner.items():
+        total += part if a == 0 else px[a] * part
     return total
+
+
+def value_at(coefficients: np.ndarray, u: tuple[float, float, float]) -> float:
+    """Y at one unit direction (plain floats: no array overhead for spikes and bubbles)."""
+    weights = _to_monomials() @ np.asarray(coefficients, dtype=np.float64)
+    x, y, z = u
+    terms = zip(MONOMIALS, weights, strict=True)
+    return float(sum(w * x**a * y**b * z**c for (a, b, c), w in terms))
 
 
 def fibonacci_sphere(n: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -105,9 +105,8 @@ class NoduleShape:
         """1 + a * Y(u) for one unit direction."""
         if self.lobulation == 0:
             return 1.0
-        ux, uy, uz = (np.full(1, c, dtype=np.float32) for c in u)
-        y = harmonics.combine(np.asarray(self.harmonics), ux, uy, uz)
-        return 1.0 + self.lobulation * float(y[0])
+        y = harmonics.value_at(np.asarray(self.harmonics), (float(u[0]), float(u[1]), float(u[2])))
+        return 1.0 + self.lobulation * y
 
     def spike_start(self, spike: Spike) -> np.ndarray:
         """Where a spike leaves the core surface (the shell's without a core)."""
@@ -208,12 +207,21 @@ def _sample_bronchogram(
 
 def _radius(shape: NoduleShape, base_diameter: float, dz: np.ndarray, dy: np.ndarray,
             dx: np.ndarray, r: np.ndarray) -> np.ndarray | float:
-    """R(theta, phi) of a blob of ``base_diameter`` at the directions of (dx, dy, dz)."""
+    """R(theta, phi) of a blob of ``base_diameter`` at the directions of (dx, dy, dz).
+
+    Only voxels within a*R + 12 s of the base sphere need the modulation: elsewhere the edge
+    is saturated (0 or 1 to within e^-12) whatever R is, so they keep the base radius.
+    """
+    base = base_diameter / 2
     if shape.lobulation == 0:
-        return base_diameter / 2
-    inv = 1 / np.maximum(r, np.float32(1e-6))
-    y = harmonics.combine(np.asarray(shape.harmonics), dx * inv, dy * inv, dz * inv)
-    return np.float32(base_diameter / 2) * (1 + np.float32(shape.lobulation) * y)
+        return base
+    band = np.abs(r - np.float32(base)) < shape.lobulation * base + 12 * EDGE_MM
+    inv = 1 / np.maximum(r[band], np.float32(1e-6))
+    ux, uy, uz = (np.broadcast_to(d, r.shape)[band] * inv for d in (dx, dy, dz))
+    y = harmonics.combine(np.asarray(shape.harmonics), ux, uy, uz)
+    radius = np.full(r.shape, base, dtype=np.float32)
+    radius[band] = np.float32(base) * (1 + np.float32(shape.lobulation) * y)
+    return radius
 
 
 def _sub(z: np.ndarray, y: np.ndarray, x: np.ndarray, low: np.ndarray, high: np.ndarray

@@ -111,7 +111,7 @@ def _lung(side: int, a: float, b: float, fat: float, width: float, cc: float) ->
     """A lung on ``side`` (-1 right, +1 left in LPS) shrunk to stay 5 mm inside the fat."""
     inner_a, inner_b = a - fat - 5.0, b - fat - 5.0
     lr, ap = 0.40 * (a - width / 2), 0.80 * b
-    t = np.linspace(0, 2 * math.pi, 360, endpoint=False)
+    t = np.linspace(0, 2 * math.pi, 180, endpoint=False)
 
     def fits(k: float) -> bool:
         x = width / 2 + k * lr * (1 + np.cos(t))
@@ -121,7 +121,7 @@ def _lung(side: int, a: float, b: float, fat: float, width: float, cc: float) ->
     scale = 1.0
     if not fits(1.0):
         lo, hi = 0.0, 1.0
-        for _ in range(40):
+        for _ in range(24):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if fits(mid) else (lo, mid)
         scale = lo
@@ -129,30 +129,39 @@ def _lung(side: int, a: float, b: float, fat: float, width: float, cc: float) ->
     return Lung(centre=(side * (width / 2 + lr), 0.0, 0.0), semi_axes=(lr, ap, cc))
 
 
-def _wall_distance_along(lung: Lung, point: np.ndarray, u: np.ndarray) -> float:
+def _wall_distance_along(lung: Lung, point: Vec3, u: Vec3) -> float:
     """How far the ray point + t u (t > 0) runs inside the lung."""
-    s = np.asarray(lung.semi_axes)
-    q = (point - np.asarray(lung.centre)) / s
-    v = u / s
-    qa, qb, qc = float(v @ v), 2 * float(q @ v), float(q @ q) - 1.0
+    q = [(p - c) / s for p, c, s in zip(point, lung.centre, lung.semi_axes, strict=True)]
+    v = [ui / s for ui, s in zip(u, lung.semi_axes, strict=True)]
+    qa = sum(vi * vi for vi in v)
+    qb = 2 * sum(qi * vi for qi, vi in zip(q, v, strict=True))
+    qc = sum(qi * qi for qi in q) - 1.0
     return max(0.0, (-qb + math.sqrt(max(qb * qb - 4 * qa * qc, 0.0))) / (2 * qa))
 
 
-def _turn(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``u`` turned by 20-50 degrees about a random perpendicular axis."""
-    perp = np.cross(u, random_unit_vector(rng))
-    perp /= np.linalg.norm(perp)
+def _unit(v: tuple[float, float, float] | list[float]) -> Vec3:
+    n = math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+    return v[0] / n, v[1] / n, v[2] / n
+
+
+def _turn(u: Vec3, rng: np.random.Generator) -> Vec3:
+    """``u`` turned by 20-50 degrees about a random perpendicular axis (plain floats: the
+    trees have dozens of segments and small numpy calls would dominate)."""
+    v = rng.standard_normal(3).tolist()
+    perp = _unit((u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]))
     angle = math.radians(float(rng.uniform(20, 50)))
-    return u * math.cos(angle) + perp * math.sin(angle)
+    cos, sin = math.cos(angle), math.sin(angle)
+    return _unit([a * cos + b * sin for a, b in zip(u, perp, strict=True)])
 
 
 def _vessel_tree(lung: Lung, side: int, rng: np.random.Generator) -> list[Vessel]:
     """A tree grown from the hilum (the lung's medial centre) towards the periphery: 3-4
     generations, 2-3 children per branch, radius 4 mm halving per generation."""
     generations = int(rng.integers(3, 5))
-    hilum = np.asarray(lung.centre) - np.array([side * 0.8 * lung.semi_axes[0], 0.0, 0.0])
-    root = np.array([side, 0.0, 0.0]) + 0.6 * random_unit_vector(rng)
-    root /= np.linalg.norm(root)
+    cx, cy, cz = lung.centre
+    hilum: Vec3 = (cx - side * 0.8 * lung.semi_axes[0], cy, cz)
+    wobble = random_unit_vector(rng)
+    root = _unit([side + 0.6 * wobble[0], 0.6 * wobble[1], 0.6 * wobble[2]])
     vessels: list[Vessel] = []
     branches = [(hilum, root, float(rng.uniform(0.3, 0.5)))]
     for generation in range(generations):
@@ -161,16 +170,15 @@ def _vessel_tree(lung: Lung, side: int, rng: np.random.Generator) -> list[Vessel
             reach = _wall_distance_along(lung, start, u)
             if reach < 4.0:
                 continue
-            end = start + fraction * reach * u
-            vessels.append(Vessel(_as_vec(start), _as_vec(end),
-                                  HILUM_RADIUS_MM / 2**generation, generation))
+            end = _as_vec([s + fraction * reach * ui for s, ui in zip(start, u, strict=True)])
+            vessels.append(Vessel(start, end, HILUM_RADIUS_MM / 2**generation, generation))
             grown += [(end, _turn(u, rng), float(rng.uniform(0.35, 0.6)))
                       for _ in range(int(rng.integers(2, 4)))]
         branches = grown
     return vessels
 
 
-def _as_vec(v: np.ndarray) -> Vec3:
+def _as_vec(v: np.ndarray | list[float]) -> Vec3:
     return float(v[0]), float(v[1]), float(v[2])
 
 
@@ -201,16 +209,29 @@ def render_phantom(grid: Grid, region: IndexBox, phantom: ChestPhantom) -> np.nd
 
 
 def _draw_lung(field: np.ndarray, grid: Grid, region: IndexBox, lung: Lung, hu: float) -> None:
-    reach = np.asarray(lung.semi_axes) + grid.edge_mm
+    """The lung ellipsoid with its partial-volume edge. Voxels with |1 - rho| beyond
+    edge / (2 * shortest semi-axis) are fully in or out, so only the band between needs the
+    depth along the ray."""
+    edge = grid.edge_mm
+    reach = np.asarray(lung.semi_axes) + edge
     low, high = np.subtract(lung.centre, reach), np.add(lung.centre, reach)
     hit = intersect(region, grid.bounds(low, high))
     if hit is None:
         return
     box, local = hit
     z, y, x = grid.coords(box)
-    cx, cy, cz = (np.float32(c) for c in lung.centre)
-    depth = ellipsoid_depth(z - cz, y - cy, x - cx, lung.semi_axes)
-    blend(field[local], ramp_edge(depth, grid.edge_mm), hu)
+    (a, b, c), (cx, cy, cz) = lung.semi_axes, lung.centre
+    rho2 = ((x - np.float32(cx)) / np.float32(a)) ** 2 + ((y - np.float32(cy)) / np.float32(b)) ** 2
+    rho2 = rho2 + ((z - np.float32(cz)) / np.float32(c)) ** 2
+    slack = edge / (2 * min(lung.semi_axes))
+    inner, outer = (1 - slack) ** 2, (1 + slack) ** 2
+    coverage = (rho2 <= inner).astype(np.float32)
+    band = (rho2 > inner) & (rho2 < outer)
+    if band.any():
+        dz, dy, dx = (np.broadcast_to(d, rho2.shape)[band]
+                      for d in (z - np.float32(cz), y - np.float32(cy), x - np.float32(cx)))
+        coverage[band] = ramp_edge(ellipsoid_depth(dz, dy, dx, lung.semi_axes), edge)
+    blend(field[local], coverage, hu)
 
 
 def _draw_vessel(field: np.ndarray, grid: Grid, region: IndexBox, vessel: Vessel) -> None:

@@ -37,7 +37,7 @@ from training.synthetic.scene import (
 )
 from training.synthetic.truth import SeriesTruth, StudyTruth
 
-SLAB_SLICES = 24
+SLAB_SLICES = 48
 THICK_MM = 5.0
 THICK_SMOOTHING_MM = 0.8  #: in-plane blur of the soft-tissue kernel
 LUNG_WINDOW = (-600, 1500)
