@@ -8,11 +8,13 @@ not a lungpath SR of a supported contract version, or that lacks a promised item
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import TypeVar
 
 import highdicom as hd
 from pydicom import Dataset
+from pydicom.errors import BytesLengthException
 from pydicom.sr.coding import Code
 
 from model.pathology import INVASIVENESS, PATTERNS, Grade, Invasiveness, Pattern
@@ -25,6 +27,9 @@ _ALGORITHM_NAME = Code("111001", "DCM", "Algorithm Name")
 _ALGORITHM_VERSION = Code("111003", "DCM", "Algorithm Version")
 _ALGORITHM_PARAMETERS = Code("111002", "DCM", "Algorithm Parameters")
 K = TypeVar("K")
+#: what pydicom (decoding elements on first access) and highdicom raise on malformed content
+_MALFORMED = (ValueError, AttributeError, TypeError, KeyError, IndexError, OSError, EOFError,
+              struct.error, BytesLengthException)
 
 
 class ReportError(ValueError):
@@ -84,7 +89,8 @@ def read_findings(dataset: Dataset) -> ParsedReport:
         return _parse(dataset)
     except ReportError:
         raise
-    except (ValueError, AttributeError, TypeError, KeyError, IndexError) as e:
+    except _MALFORMED as e:
+        # pydicom decodes elements on first access, so a truncated file fails here too;
         # highdicom and pydicom describe a malformed item with a dump of it: keep line one
         first_line = str(e).splitlines()[0].rstrip(":") if str(e) else type(e).__name__
         raise ReportError(f"malformed SR content: {first_line}") from e

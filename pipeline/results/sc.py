@@ -21,6 +21,7 @@ from pydicom import Dataset
 from model.pathology import INVASIVENESS, PATTERNS
 from pipeline.findings import Laterality, NoduleFinding
 from pipeline.results.codes import AnalysisStatus
+from pipeline.results.headers import with_type2_attributes
 from pipeline.results.report import (
     MANUFACTURER,
     MODEL_NAME,
@@ -46,7 +47,7 @@ def build_sc(report: AnalysisReport) -> list[hd.sc.SCImage]:
         images = [render_nodule(report, f) for f in report.findings]
     else:
         images = [render_status(report)]
-    first = report.sources[0]
+    first = with_type2_attributes(report.sources[0])
     sides: list[Laterality | None] = [f.measurements.laterality for f in report.findings]
     captures = [
         hd.sc.SCImage.from_ref_dataset(

@@ -13,6 +13,7 @@ import numpy as np
 from pydicom.sr.codedict import codes as dcm_codes
 
 from pipeline.results import codes as c
+from pipeline.results.headers import with_type2_attributes
 from pipeline.results.report import MANUFACTURER, MODEL_NAME, AnalysisReport
 
 SERIES_DESCRIPTION = "lungpath nodule segmentation"
@@ -27,7 +28,7 @@ def build_seg(report: AnalysisReport) -> hd.seg.Segmentation | None:
         return None
     masks = np.stack([f.mask for f in report.findings], axis=-1)  # (slice, row, col, segment)
     return hd.seg.Segmentation(
-        source_images=list(report.sources),
+        source_images=[with_type2_attributes(ds) for ds in report.sources],
         pixel_array=masks,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_segment(report, f.number) for f in report.findings],

@@ -7,8 +7,6 @@ which ``pipeline.results.read`` uses to parse it back.
 
 from __future__ import annotations
 
-from copy import deepcopy
-
 import highdicom as hd
 import numpy as np
 from highdicom.sr.templates import DEFAULT_LANGUAGE
@@ -20,17 +18,16 @@ from model.pathology import INVASIVENESS, PATTERNS
 from pipeline.findings import Laterality, NoduleFinding
 from pipeline.results import codes as c
 from pipeline.results.codes import AnalysisStatus
+from pipeline.results.headers import with_type2_attributes
 from pipeline.results.report import MANUFACTURER, MODEL_NAME, AnalysisReport
 
 SERIES_DESCRIPTION = "lungpath SD-MdaNet findings"
-_PATIENT_STUDY_TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex",
-                        "AccessionNumber", "StudyID", "StudyDate", "StudyTime")
 
 
 def build_sr(report: AnalysisReport) -> hd.sr.Comprehensive3DSR:
     """The SR of one analysed study revision (COMPLETED, NO_NODULE or NOT_ANALYZABLE)."""
     return hd.sr.Comprehensive3DSR(
-        evidence=[_evidence_header(report.sources[0]), *report.sources],
+        evidence=[with_type2_attributes(report.sources[0]), *report.sources],
         content=_content_tree(report),
         series_instance_uid=report.uids.sr_series,
         series_number=report.series_numbers.sr,
@@ -45,20 +42,6 @@ def build_sr(report: AnalysisReport) -> hd.sr.Comprehensive3DSR:
         is_final=False,
         previous_versions=None if report.predecessor is None else [_predecessor(report)],
     )
-
-
-def _evidence_header(first: Dataset) -> Dataset:
-    """A copy of the first source's header with the patient and study attributes highdicom
-    reads present (Type 2: empty when the CT lacks them)."""
-    header = Dataset()
-    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-                    "SpecificCharacterSet", "ReferringPhysicianName", *_PATIENT_STUDY_TYPE2):
-        if keyword in first:
-            setattr(header, keyword, deepcopy(first[keyword].value))
-    for keyword in _PATIENT_STUDY_TYPE2:
-        if keyword not in header:
-            setattr(header, keyword, None)
-    return header
 
 
 def _predecessor(report: AnalysisReport) -> Dataset:

@@ -45,11 +45,13 @@ def test_other_files_exit_1_with_a_message(series: list[Dataset], tmp_path: Path
     text = tmp_path / "notes.txt"
     text.write_text("not DICOM")
     whole = save(build_sr(report(series, 3)), tmp_path / "sr.dcm").read_bytes()
-    truncated = tmp_path / "truncated.dcm"
-    truncated.write_bytes(whole[: len(whole) * 2 // 3])
-    for path, message in ((sc, "not a lungpath result SR"), (text, "not a readable DICOM"),
-                          (truncated, "not a lungpath result SR")):
+    cases = [(sc, "not a lungpath result SR"), (text, "not a readable DICOM")]
+    for fraction in (0.3, 0.5, 0.7, 0.9):
+        truncated = tmp_path / f"truncated-{fraction}.dcm"
+        truncated.write_bytes(whole[: int(len(whole) * fraction)])
+        cases.append((truncated, "not a lungpath result SR"))
+    for path, message in cases:
         result = CliRunner().invoke(main, ["show-sr", str(path)])
-        assert result.exit_code == 1
+        assert result.exit_code == 1, (path.name, result.exception)
         assert message in result.output
         assert "Traceback" not in result.output
