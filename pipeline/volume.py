@@ -149,7 +149,8 @@ def _native(ds: Dataset, dtype: type[np.integer], shape: tuple[int, int, int]) -
     if raw is None:
         raise VolumeError(f"instance {ds.SOPInstanceUID} has no pixel data")
     if getattr(raw, "value", b"") is None and ds.filename:  # deferred: still in the file
-        data = np.fromfile(ds.filename, dtype=dtype, count=count, offset=raw.value_tell)
+        offset = int(getattr(raw, "value_tell"))  # noqa: B009 (RawDataElement field)
+        data = np.fromfile(ds.filename, dtype=dtype, count=count, offset=offset)
         if data.size != count:
             raise VolumeError(f"pixel data of {ds.SOPInstanceUID} is truncated")
         return data.reshape(shape)

@@ -1,0 +1,91 @@
+"""From candidates to nodules: segment each candidate and keep the nodule-shaped ones.
+
+The coarse search (``pipeline.detect``) proposes blob centres; here each of the strongest is
+segmented at full resolution (``pipeline.measure``) and judged by what the segmentation
+shows: a nodule is compact (low elongation) and 4-35 mm across, a vessel junction or a
+vessel segment is elongated or falls apart when its branches are cut. Survivors are ranked
+by the candidate's blob score and two candidates that segmented the same object are merged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from pipeline.detect import Candidate, find_candidates
+from pipeline.findings import NoduleMeasurements
+from pipeline.lungmask import LungMask, shrink_factors
+from pipeline.measure import NoduleRegion, measure_nodule, segment_nodule
+from pipeline.volume import Volume
+
+#: Candidates segmented per study (the strongest first).
+REFINED = 30
+MAX_ELONGATION = 2.2
+DIAMETER_RANGE_MM = (4.0, 35.0)
+MIN_SCORE = 25.0
+#: In-plane spacing of the copy candidates are screened on.
+SCREEN_MM = 1.4
+
+
+@dataclass(frozen=True)
+class DetectedNodule:
+    """A nodule found by the pipeline: the candidate, its segmentation and measurements."""
+
+    candidate: Candidate
+    region: NoduleRegion
+    measurements: NoduleMeasurements
+
+
+def nodule_shaped(region: NoduleRegion | None, spacing: Sequence[float]) -> bool:
+    """Compact and of nodule size (``spacing``: the region's grid, z, y, x)."""
+    if region is None or region.elongation > MAX_ELONGATION:
+        return False
+    diameter = (6.0 * region.mask.sum() * float(np.prod(spacing)) / math.pi) ** (1.0 / 3.0)
+    low, high = DIAMETER_RANGE_MM
+    return low <= diameter <= high
+
+
+def refine(
+    volume: Volume, lungs: LungMask, candidate: Candidate, screen: tuple[np.ndarray, sitk.Image]
+) -> DetectedNodule | None:
+    """Screen a candidate on the coarse copy, then segment and measure it at full resolution;
+    ``None`` when it is not nodule-shaped."""
+    voxels, grid = screen
+    coarse = segment_nodule(voxels, grid, candidate.centre_mm, candidate.diameter_mm)
+    if not nodule_shaped(coarse, grid.GetSpacing()[::-1]):
+        return None
+    region = segment_nodule(volume.voxels, volume.image, candidate.centre_mm, candidate.diameter_mm)
+    if region is None or not nodule_shaped(region, volume.image.GetSpacing()[::-1]):
+        return None
+    return DetectedNodule(candidate, region, measure_nodule(volume, region, lungs))
+
+
+def screening_copy(volume: Volume) -> tuple[np.ndarray, sitk.Image]:
+    """The volume averaged onto a ~``SCREEN_MM`` in-plane grid, for quick segmentations."""
+    factors = shrink_factors(volume.image.GetSpacing(), SCREEN_MM)
+    factors[2] = 1
+    coarse = sitk.BinShrink(volume.image, factors)
+    return sitk.GetArrayFromImage(coarse), coarse
+
+
+def find_nodules(volume: Volume, lungs: LungMask) -> list[DetectedNodule]:
+    """The nodules of a study, strongest first."""
+    found: list[DetectedNodule] = []
+    screen = screening_copy(volume)
+    for candidate in find_candidates(volume.image, lungs)[:REFINED]:
+        if candidate.score < MIN_SCORE:
+            break
+        nodule = refine(volume, lungs, candidate, screen)
+        if nodule is not None and not any(_same(nodule, other) for other in found):
+            found.append(nodule)
+    return found
+
+
+def _same(a: DetectedNodule, b: DetectedNodule) -> bool:
+    distance = np.linalg.norm(np.subtract(a.measurements.centre_mm, b.measurements.centre_mm))
+    reach = 0.5 * max(a.measurements.equivalent_diameter_mm, b.measurements.equivalent_diameter_mm)
+    return bool(distance < reach)
