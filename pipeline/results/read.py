@@ -21,7 +21,7 @@ from model.pathology import INVASIVENESS, PATTERNS, Grade, Invasiveness, Pattern
 from pipeline.findings import Laterality
 from pipeline.results import codes as c
 from pipeline.results.codes import AnalysisStatus
-from pipeline.results.sr import REASON_PREFIX, SERIES_PREFIX
+from pipeline.results.sr import PIXEL_CENTRE, REASON_PREFIX, SERIES_PREFIX
 
 _ALGORITHM_NAME = Code("111001", "DCM", "Algorithm Name")
 _ALGORITHM_VERSION = Code("111003", "DCM", "Algorithm Version")
@@ -40,8 +40,9 @@ class ReportError(ValueError):
 class ParsedNodule:
     """One measurement group, in the SR's units (percentages as written, 0-100).
 
-    ``outline`` is the closed polyline without its repeated last point, in image coordinates
-    of ``outline_image_uid``.
+    ``outline`` is the closed polyline without its repeated last point, as (column, row) pixel
+    indices of ``outline_image_uid`` like ``NoduleMeasurements.outline`` (the SR stores SCOORD
+    image coordinates, ``PIXEL_CENTRE`` larger).
     """
 
     number: int
@@ -202,7 +203,7 @@ def _nodule(
         laterality=_laterality(group, where),
         outline_image_uid=str(roi.ContentSequence[0].ReferencedSOPSequence[0]
                               .ReferencedSOPInstanceUID),
-        outline=tuple(points[:-1]),
+        outline=tuple((x - PIXEL_CENTRE, y - PIXEL_CENTRE) for x, y in points[:-1]),
         long_axis_mm=_num(items, c.LONG_AXIS, where),
         short_axis_mm=_num(items, c.SHORT_AXIS, where),
         volume_mm3=_num(items, c.VOLUME, where),

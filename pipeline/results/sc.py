@@ -132,21 +132,20 @@ def render_nodule(report: AnalysisReport, finding: NoduleFinding) -> np.ndarray:
 
 
 def _draw_crop(ax: Axes, report: AnalysisReport, finding: NoduleFinding) -> None:
-    """The axial source image around the nodule (lung window) with its outline, in the
-    SR's image coordinates, so the outline lands where the SR says."""
+    """The axial source image around the nodule (lung window) with its outline. Both use
+    pixel indices (imshow's default extent puts pixel (i, j)'s centre at x=j, y=i)."""
     m = finding.measurements
     image = report.source(m.outline_image_uid)
     hu = image.pixel_array * float(image.get("RescaleSlope", 1)) + float(
         image.get("RescaleIntercept", 0)
     )
-    rows, cols = hu.shape
     row_mm, col_mm = (float(v) for v in image.PixelSpacing)
     outline = np.asarray(m.outline)
     cx, cy = outline.mean(axis=0)
     half_mm = max(15.0, 1.5 * m.long_axis_mm)  # at least 30 mm across
     ax.set_facecolor("black")
     ax.imshow(hu, cmap="gray", vmin=LUNG_WINDOW[0], vmax=LUNG_WINDOW[1],
-              extent=(0, cols, rows, 0), aspect=row_mm / col_mm, interpolation="bilinear")
+              aspect=row_mm / col_mm, interpolation="bilinear")
     closed = np.vstack([outline, outline[:1]])
     ax.plot(closed[:, 0], closed[:, 1], color="#ffdd00", linewidth=1.6)
     ax.set_xlim(cx - half_mm / col_mm, cx + half_mm / col_mm)

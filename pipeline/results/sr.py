@@ -22,6 +22,9 @@ from pipeline.results.headers import with_type2_attributes
 from pipeline.results.report import MANUFACTURER, MODEL_NAME, AnalysisReport
 
 SERIES_DESCRIPTION = "lungpath SD-MdaNet findings"
+#: SCOORD image coordinates of the centre of pixel (0, 0): outlines arrive as pixel indices
+#: (NoduleMeasurements.outline) and are written shifted by this much
+PIXEL_CENTRE = 0.5
 
 
 def build_sr(report: AnalysisReport) -> hd.sr.Comprehensive3DSR:
@@ -125,7 +128,7 @@ def _nodule_group(
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     m = finding.measurements
     image = report.source(m.outline_image_uid)
-    outline = np.asarray(m.outline, dtype=np.float32)
+    outline = np.asarray(m.outline, dtype=np.float64) + PIXEL_CENTRE
     closed = np.vstack([outline, outline[:1]])  # a closed POLYLINE repeats its first point
     region = hd.sr.ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE,

@@ -46,7 +46,8 @@ class Sphere:
 def ct_series(spheres: list[Sphere], study_uid: str | None = None) -> list[Dataset]:
     """Axial CT slices (bottom to top) of air-filled lungs (-850 HU) with ``spheres``."""
     study_uid = study_uid or generate_uid()
-    series_uid, frame_uid = generate_uid(), generate_uid()
+    series_uid = generate_uid(entropy_srcs=[study_uid, "series"])
+    frame_uid = generate_uid(entropy_srcs=[study_uid, "frame"])
     noise = np.random.default_rng(7).normal(0.0, 25.0, (SLICES, ROWS, COLUMNS))
     hu = np.full((SLICES, ROWS, COLUMNS), -850.0) + noise
     for s in spheres:
@@ -104,15 +105,15 @@ def sphere_mask(s: Sphere) -> np.ndarray:
 
 def measure(s: Sphere, series: list[Dataset], points: int = 24) -> NoduleMeasurements:
     """Measurements of a sphere; the outline is the circle where the nearest axial slice
-    cuts it, in DICOM image coordinates (centre of the top-left pixel = (0.5, 0.5))."""
+    cuts it, as (column, row) pixel indices (centre of the top-left pixel = (0, 0))."""
     cx, cy, cz = s.centre
     k = round((cz - ORIGIN[2]) / SLICE_STEP)
     dz = ORIGIN[2] + k * SLICE_STEP - cz
     radius = math.sqrt(max(s.radius**2 - dz**2, 1.0))
     angles = np.linspace(0, 2 * math.pi, points, endpoint=False)
     outline = tuple(
-        ((cx + radius * math.cos(a) - ORIGIN[0]) / PIXEL_SPACING[1] + 0.5,
-         (cy + radius * math.sin(a) - ORIGIN[1]) / PIXEL_SPACING[0] + 0.5)
+        ((cx + radius * math.cos(a) - ORIGIN[0]) / PIXEL_SPACING[1],
+         (cy + radius * math.sin(a) - ORIGIN[1]) / PIXEL_SPACING[0])
         for a in angles
     )
     volume = 4 / 3 * math.pi * s.radius**3
