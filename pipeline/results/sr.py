@@ -1,5 +1,5 @@
-"""The result SR: a Comprehensive 3D SR with a TID 1500 tree, as /work/shared SR_CONTENT.md
-(contract version 1, mirrored in docs/result-objects.md) describes it.
+"""The result SR: a Comprehensive 3D SR with a TID 1500 tree, as the result contract
+(SR_CONTENT.md, version 1; described in docs/result-objects.md) specifies it.
 
 Other programs parse this document; every concept comes from ``pipeline.results.codes``,
 which ``pipeline.results.read`` uses to parse it back.
@@ -19,7 +19,7 @@ from pipeline.findings import Laterality, NoduleFinding
 from pipeline.results import codes as c
 from pipeline.results.codes import AnalysisStatus
 from pipeline.results.headers import with_type2_attributes
-from pipeline.results.report import MANUFACTURER, MODEL_NAME, AnalysisReport
+from pipeline.results.report import MANUFACTURER, MODEL_NAME, AnalysisReport, PredecessorSR
 
 SERIES_DESCRIPTION = "lungpath SD-MdaNet findings"
 #: SCOORD image coordinates of the centre of pixel (0, 0): outlines arrive as pixel indices
@@ -43,17 +43,18 @@ def build_sr(report: AnalysisReport) -> hd.sr.Comprehensive3DSR:
         coding_schemes=[c.coding_scheme_item()],
         is_complete=True,
         is_final=False,
-        previous_versions=None if report.predecessor is None else [_predecessor(report)],
+        previous_versions=None if report.predecessor is None else [
+            _predecessor(report.predecessor, report.study_instance_uid)],
     )
 
 
-def _predecessor(report: AnalysisReport) -> Dataset:
-    assert report.predecessor is not None
+def _predecessor(predecessor: PredecessorSR, study_instance_uid: str) -> Dataset:
+    """The header highdicom reads to list the earlier SR (same study) as predecessor."""
     ds = Dataset()
-    ds.SOPInstanceUID = report.predecessor.sop_instance_uid
-    ds.SOPClassUID = report.predecessor.sop_class_uid
-    ds.SeriesInstanceUID = report.predecessor.series_instance_uid
-    ds.StudyInstanceUID = report.study_instance_uid
+    ds.SOPInstanceUID = predecessor.sop_instance_uid
+    ds.SOPClassUID = predecessor.sop_class_uid
+    ds.SeriesInstanceUID = predecessor.series_instance_uid
+    ds.StudyInstanceUID = study_instance_uid
     return ds
 
 
