@@ -47,7 +47,8 @@ def test_output_shapes(name: str, cfg: dict[str, Any], size: int, batch: int,
 
 def test_mdanet_masks_are_in_unit_interval_at_every_depth() -> None:
     model = create_model("mdanet", **{**TINY, "block_layers": (1, 1, 1)})
-    out = model(torch.rand(2, 1, 24, 24, 24))
+    with torch.no_grad():
+        out = model(torch.rand(2, 1, 24, 24, 24))
     assert len(out.attention_masks) == 3  # one residual attention module per block
     assert len(out.task_masks) == 6  # two tasks x three depths
     for mask in out.attention_masks + out.task_masks:
