@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from db.engine import create_engine_for
 from db.migrations import SchemaError, check_schema
+from lungpath.dispatch import Orchestration
 from lungpath.settings import Settings
 from scp_node.completion import CompletionSweeper
 from scp_node.config import ScpConfig
@@ -69,6 +70,7 @@ class Node:
         self.scp: StorageSCP | None = None
         self.sweeper: CompletionSweeper | None = None
         self.children: list[BaseProcess] = []
+        self.orchestration: Orchestration | None = None
 
     def start(self) -> None:
         """Start everything; raise ``NodeError`` if the database or the store is not ready."""
@@ -91,6 +93,7 @@ class Node:
             self._start_children(settings)
         self.sweeper = CompletionSweeper(engine, stable_seconds=settings.stable_seconds)
         self.sweeper.start()
+        self.orchestration = Orchestration.start(settings, engine)
         logger.info("node started ae_title=%s port=%d receivers=%d stable_seconds=%s",
                     settings.ae_title, self.port, settings.receivers, settings.stable_seconds)
 
@@ -122,6 +125,9 @@ class Node:
         for child in self.children:
             child.join()
         self.children = []
+        if self.orchestration is not None:
+            self.orchestration.stop()
+            self.orchestration = None
         if self.sweeper is not None:
             self.sweeper.stop()
             self.sweeper = None

@@ -127,6 +127,34 @@ class Settings(BaseSettings):
     research_mode: bool = False
     destinations: list[Destination] = Field(default_factory=list)
 
+    # orchestration (pipeline.queue, lungpath.dispatch) and delivery (pipeline.delivery)
+    #: prepended to the Celery queue names, so that several nodes (or test runs) can share
+    #: one broker without taking each other's tasks
+    queue_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$", max_length=64)
+    #: seconds between two passes of the dispatcher and reconciler in the node
+    dispatch_interval: float = Field(default=2.0, gt=0)
+    #: seconds the server-less broker's consumers wait between two polls of its database
+    broker_polling_interval: float = Field(default=1.0, gt=0)
+    #: seconds a study may wait in QUEUED before the reconciler sends its task again
+    queued_deadline_seconds: float = Field(default=3600.0, gt=0)
+    #: the analysis' soft time limit (the task ends FAILED) and hard limit (the worker
+    #: process is killed); a PROCESSING study is re-sent once the hard limit plus
+    #: ``reconcile_grace_seconds`` has passed
+    analysis_soft_time_limit: float = Field(default=900.0, gt=0)
+    analysis_time_limit: float = Field(default=1200.0, gt=0)
+    reconcile_grace_seconds: float = Field(default=60.0, ge=0)
+    #: sends of one analysis (the first one included) before the study is FAILED
+    max_analysis_attempts: int = Field(default=3, ge=1)
+    #: worker processes of ``lungpath worker`` (Celery's prefork pool)
+    worker_concurrency: int = Field(default=1, ge=1, le=64)
+    #: whether ``lungpath serve`` starts a worker child process with the server-less broker
+    embedded_worker: bool = True
+    #: first retry delay of a delivery; it doubles up to ``delivery_max_backoff_seconds``
+    #: and the delivery is given up once ``delivery_window_seconds`` have passed
+    delivery_initial_backoff_seconds: float = Field(default=30.0, gt=0)
+    delivery_max_backoff_seconds: float = Field(default=3600.0, gt=0)
+    delivery_window_seconds: float = Field(default=86400.0, gt=0)
+
     # which studies are analysed (pipeline.routing) and which series (pipeline.series)
     routing_modalities: list[str] = Field(default_factory=lambda: ["CT"], min_length=1)
     routing_body_parts: list[str] = Field(default_factory=lambda: ["chest", "thorax", "lung"])
@@ -215,6 +243,17 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _time_limits(self) -> Settings:
+        if self.analysis_soft_time_limit >= self.analysis_time_limit:
+            raise _FieldError("analysis_soft_time_limit",
+                              f"must be below analysis_time_limit ({self.analysis_time_limit})")
+        if self.delivery_initial_backoff_seconds > self.delivery_max_backoff_seconds:
+            raise _FieldError("delivery_initial_backoff_seconds",
+                              "must not exceed delivery_max_backoff_seconds "
+                              f"({self.delivery_max_backoff_seconds})")
+        return self
+
+    @model_validator(mode="after")
     def _tls_files(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
@@ -244,6 +283,11 @@ class Settings(BaseSettings):
         if self.broker_url is not None:
             return self.broker_url
         return f"sqla+sqlite:///{(self.var_dir / 'broker.db').resolve()}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        """Whether the broker is the server-less one (kombu's SQLAlchemy transport)."""
+        return self.broker.startswith("sqla+")
 
     @property
     def routing_rules(self) -> RoutingRules:

@@ -24,7 +24,7 @@ from db.events import audit as audit_event
 from db.migrations import SchemaError, check_schema, current_revision
 from db.queries import Filters
 from db.retention import purge_audit_events, purge_studies
-from lungpath.cli import Context, fail, main, not_available, pass_context
+from lungpath.cli import Context, fail, main, pass_context
 from lungpath.cli.params import INSTANT
 from lungpath.settings import Settings
 
@@ -236,15 +236,41 @@ def upgrade(ctx: Context) -> None:
 @click.argument("study_uid")
 @pass_context
 def reanalyze(ctx: Context, study_uid: str) -> None:
-    """Analyse STUDY_UID again as a new revision (audited)."""
-    ctx.settings()
-    not_available("reanalyze", "the Celery orchestration")
+    """Analyse STUDY_UID again as a new revision (audited).
+
+    The study goes to COMPLETE at revision + 1; the node's dispatcher queues it.
+    """
+    from db.states import TransitionError, request_reanalysis
+
+    engine = _engine(ctx.settings(), read_only=False)
+    try:
+        with transaction(engine) as session:
+            revision = request_reanalysis(session, study_uid=study_uid,
+                                          now=datetime.now(UTC), actor=_actor())
+    except TransitionError as e:
+        fail(str(e))
+    finally:
+        engine.dispose()
+    click.echo(f"study {study_uid}: revision {revision} will be analysed")
 
 
 @main.command()
 @click.argument("study_uid")
 @pass_context
 def resend(ctx: Context, study_uid: str) -> None:
-    """Deliver the latest result of STUDY_UID again (audited)."""
-    ctx.settings()
-    not_available("resend", "the Celery orchestration")
+    """Deliver the latest result of STUDY_UID again (audited).
+
+    Every delivery of that result is made due again with a fresh retry window, and a
+    delivery task is sent; the research interlock still applies.
+    """
+    from lungpath.dispatch import ResendError, resend_latest
+
+    settings = ctx.settings()
+    engine = _engine(settings, read_only=False)
+    try:
+        result_id = resend_latest(engine, settings, study_uid, actor=_actor())
+    except ResendError as e:
+        fail(str(e))
+    finally:
+        engine.dispose()
+    click.echo(f"study {study_uid}: result {result_id} will be delivered again")

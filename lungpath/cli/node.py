@@ -34,11 +34,18 @@ def serve(ctx: Context, host: str | None, port: int | None, ae_title: str | None
 @click.option("--device", help="auto, cpu, cuda or cuda:N (setting: device).")
 @click.option("--queues", default="analysis,delivery", show_default=True,
               help="Celery queues this worker consumes.")
+@click.option("--concurrency", type=click.IntRange(1, 64),
+              help="Worker processes (setting: worker_concurrency).")
 @pass_context
-def worker(ctx: Context, device: str | None, queues: str) -> None:
+def worker(ctx: Context, device: str | None, queues: str, concurrency: int | None) -> None:
     """Run an analysis and delivery worker (Celery) on this host."""
-    ctx.settings(device=device)
-    not_available("worker", "the Celery orchestration")
+    from lungpath.worker import WorkerError, run_worker
+
+    settings = ctx.settings(device=device, worker_concurrency=concurrency)
+    try:
+        run_worker(settings, tuple(q.strip() for q in queues.split(",") if q.strip()))
+    except WorkerError as e:
+        fail(str(e))
 
 
 @main.command()

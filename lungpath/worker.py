@@ -1,0 +1,93 @@
+"""The worker process (``lungpath worker``): the Celery worker composed from Settings.
+
+Imports the task bodies and so torch: the node imports this module only inside the child
+process it spawns in embedded mode (``lungpath.dispatch.start_embedded_worker``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import model
+from lungpath import __version__
+from lungpath.dispatch import processing_deadline_s, queue_config
+from lungpath.settings import Settings
+from model.checkpoint import CheckpointError, load_checkpoint
+from pipeline.analysis import AnalysisConfig
+from pipeline.delivery import DeliveryConfig, Destination
+from pipeline.queue import create_app
+from pipeline.tasks import WorkerRuntime, register
+
+logger = logging.getLogger(__name__)
+
+#: Where shipped weights live; the one ``*.pt`` there is the default checkpoint.
+WEIGHTS_DIR = Path(model.__file__).resolve().parent / "weights"
+
+
+class WorkerError(RuntimeError):
+    """The worker cannot start; the message says why in one line."""
+
+
+def checkpoint_path(settings: Settings) -> Path:
+    """The checkpoint to serve: the setting, else the shipped weights."""
+    if settings.checkpoint is not None:
+        return settings.checkpoint
+    shipped = sorted(WEIGHTS_DIR.glob("*.pt"))
+    if not shipped:
+        raise WorkerError(f"no checkpoint: set checkpoint (LUNGPATH_CHECKPOINT); {WEIGHTS_DIR} "
+                          "holds no shipped weights")
+    return shipped[0]
+
+
+def worker_runtime(settings: Settings) -> WorkerRuntime:
+    """What the tasks need, from the settings."""
+    return WorkerRuntime(
+        database_url=settings.database,
+        checkpoint=checkpoint_path(settings),
+        device=settings.device,
+        queue=queue_config(settings),
+        analysis=AnalysisConfig(
+            store_dir=settings.store_path.resolve(), ae_title=settings.ae_title,
+            routing=settings.routing_rules, min_series_images=settings.min_series_images,
+            processing_deadline_s=processing_deadline_s(settings),
+            software_version=f"lungpath {__version__}"),
+        delivery=DeliveryConfig(
+            calling_ae=settings.ae_title,
+            destinations=tuple(Destination(d.ae_title, d.host, d.port, d.for_calling_ae)
+                               for d in settings.destinations),
+            research_mode=settings.research_mode,
+            initial_backoff_s=settings.delivery_initial_backoff_seconds,
+            max_backoff_s=settings.delivery_max_backoff_seconds,
+            window_s=settings.delivery_window_seconds,
+            timeout_s=settings.network_timeout),
+    )
+
+
+def run_worker(settings: Settings, queues: tuple[str, ...] = ("analysis", "delivery")) -> None:
+    """Consume ``queues`` with ``worker_concurrency`` prefork processes until a signal."""
+    runtime = worker_runtime(settings)
+    try:
+        load_checkpoint(runtime.checkpoint)  # refuse a bad file now, not at the first study
+    except CheckpointError as e:
+        raise WorkerError(str(e)) from None
+    config = runtime.queue
+    names = {"analysis": config.analysis_queue, "delivery": config.delivery_queue}
+    unknown = sorted(set(queues) - set(names))
+    if unknown or not queues:
+        raise WorkerError(f"unknown queue {', '.join(unknown) or '(none)'}; use analysis, delivery")
+    for chatty in ("pynetdicom", "highdicom"):  # one line per PDU / copied module at INFO
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    app = create_app(config)
+    register(app, runtime)
+    logger.info("worker on %s: queues %s, %d processes, device %s, checkpoint %s",
+                socket.gethostname(), ",".join(queues), settings.worker_concurrency,
+                settings.device, runtime.checkpoint)
+    app.worker_main([
+        "worker", "--pool=prefork", f"--concurrency={settings.worker_concurrency}",
+        f"--queues={','.join(names[q] for q in queues)}",
+        f"--hostname=lungpath-{os.getpid()}@%h", f"--loglevel={settings.log_level}",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ])

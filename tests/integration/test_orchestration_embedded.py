@@ -1,0 +1,54 @@
+"""The embedded mode end to end: ``lungpath serve`` with the server-less broker starts its own
+worker; a study sent over C-STORE comes back to the PACS as SR, summary image and SEG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset
+
+from tests.db.conftest import sqlite_template
+from tests.integration.orchestration import (
+    ALL_KINDS,
+    Pacs,
+    make_stack,
+    pacs,
+    send_study,
+    study_template,
+    tiny_checkpoint,
+)
+
+__all__ = ["pacs", "sqlite_template", "study_template", "tiny_checkpoint"]
+
+pytestmark = pytest.mark.slow
+
+
+def embedded_broker(root: Path) -> str:
+    return f"sqla+sqlite:///{(root / 'broker.db').resolve()}"
+
+
+def test_serve_with_its_worker_child_delivers_sr_sc_and_seg(
+        tmp_path: Path, sqlite_template: Path, tiny_checkpoint: Path,
+        study_template: list[Dataset], pacs: Pacs) -> None:
+    stack = make_stack(tmp_path, sqlite_template, embedded_broker(tmp_path), tiny_checkpoint,
+                       pacs, embedded_worker=True)
+    try:
+        stack.node()
+        study_uid = send_study(stack.node_port, study_template)
+        study = stack.wait_state(study_uid, "DONE", "NOT_ANALYZABLE", "FAILED")
+        assert study.state == "DONE", (study.reason, stack.logs())
+        stack.wait_delivered(study_uid, pacs, ALL_KINDS)
+        (result,) = stack.results(study_uid)
+        assert result.findings is not None and result.findings["status"] == "COMPLETED"
+        (job,) = stack.jobs()
+        assert job.host and job.device == "cpu"
+        assert job.checkpoint_sha256 == result.checkpoint_sha256
+        assert job.timings is not None and {"read", "volume", "lung_mask", "nodules", "crop",
+                                            "predict", "write", "total"} <= set(job.timings)
+        sent = stack.audit_cli("events", "--study", study_uid)
+        kinds = [row["event_type"] for row in sent]
+        assert kinds.count("delivery.sent") == 3, kinds
+        assert {"study.queued", "study.processing", "study.done"} <= set(kinds)
+    finally:
+        stack.stop_all()
