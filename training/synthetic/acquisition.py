@@ -17,7 +17,7 @@ from scipy.ndimage import gaussian_filter
 from training.synthetic.geometry import Grid
 
 RESCALE_INTERCEPT = -1024
-BLUR_TRUNCATE = 4.0  #: kernel half-width in sigmas; also the halo a region render needs
+BLUR_TRUNCATE = 3.0  #: kernel half-width in sigmas (99.7 % of the mass); also a region's halo
 BLUR_SIGMA_RANGE = (0.4, 0.8)
 NOISE_SIGMA_RANGE = (8.0, 25.0)
 

@@ -111,7 +111,7 @@ def _lung(side: int, a: float, b: float, fat: float, width: float, cc: float) ->
     """A lung on ``side`` (-1 right, +1 left in LPS) shrunk to stay 5 mm inside the fat."""
     inner_a, inner_b = a - fat - 5.0, b - fat - 5.0
     lr, ap = 0.40 * (a - width / 2), 0.80 * b
-    t = np.linspace(0, 2 * math.pi, 180, endpoint=False)
+    t = np.linspace(0, 2 * math.pi, 360, endpoint=False)
 
     def fits(k: float) -> bool:
         x = width / 2 + k * lr * (1 + np.cos(t))

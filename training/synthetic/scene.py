@@ -94,9 +94,12 @@ def sample_scene(
         raise ValueError(f'Argument "specs" must have n_nodules = {n_nodules} items.')
     if n_nodules is not None and not 0 <= n_nodules <= MAX_NODULES:
         raise ValueError(f'Argument "n_nodules" must lie in 0-{MAX_NODULES}, got {n_nodules}.')
-    phantom_rng, acquisition_rng, nodule_rng, noise_rng = (
-        np.random.default_rng(s) for s in entropy.spawn(4)
+    phantom_entropy, acquisition_entropy, nodule_entropy, noise_entropy = entropy.spawn(4)
+    phantom_rng, acquisition_rng, nodule_rng = (
+        np.random.default_rng(s) for s in (phantom_entropy, acquisition_entropy, nodule_entropy)
     )
+    # SFC64 feeds the tens of millions of noise samples of a study ~10 % faster than PCG64
+    noise_rng = np.random.Generator(np.random.SFC64(noise_entropy))
     phantom = sample_phantom(phantom_rng)
     acquisition = sample_acquisition(kind, phantom.body_semi_axes[0], acquisition_rng)
     if n_nodules is None and specs is not None:
