@@ -70,7 +70,7 @@ def test_acquisition_ranges_and_field_of_view() -> None:
     for _ in range(500):
         a = float(rng.uniform(150, 190))
         standard = sample_acquisition("standard", a, rng)
-        assert standard.matrix == 512 and 0.6 <= standard.pixel_spacing_mm
+        assert standard.matrix == 512 and 0.6 <= standard.pixel_spacing_mm <= 0.8
         assert standard.pixel_spacing_mm * 512 >= 2 * a + 20 - 1e-9
         assert 1.0 <= standard.slice_thickness_mm <= 1.25
         assert 0.4 <= standard.blur_sigma_mm <= 0.8 and 8 <= standard.noise_sigma_hu <= 25
