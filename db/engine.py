@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -92,3 +93,8 @@ def transaction(engine_or_sessionmaker: Engine | sessionmaker[Session]) -> Itera
     )
     with factory() as session, session.begin():
         yield session
+
+
+def upsert_insert(session: Session) -> Any:
+    """The dialect's ``insert`` (with ``on_conflict_do_nothing``) for ``session``'s back end."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, union
+from sqlalchemy import BindParameter, Engine, String, bindparam, or_, select, union
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db.engine import transaction
 from db.events import EventType, Outcome, audit
 from db.models import Association, Instance, Result, Study
-from db.states import complete_stable, lock_study, new_data, stable_candidates, start_study
+from db.states import complete_stable, new_data, open_study, stable_candidates
 
 ACTOR = "scp_node"
 
@@ -107,14 +108,25 @@ def own_output_series(session: Session) -> set[str]:
     return {str(row[0]) for row in rows}
 
 
+# The statements on the per-instance path are built once: SQLAlchemy memoises their cache
+# keys, which roughly halves the Python time of each instance's transaction.
+_SERIES: BindParameter[str] = bindparam("series", type_=String())
+_OWNER = select(Result.__table__.c.study_id).where(or_(
+    Result.__table__.c.sr_series_uid == _SERIES, Result.__table__.c.sc_series_uid == _SERIES,
+    Result.__table__.c.seg_series_uid == _SERIES)).limit(1)
+_CALLING_AE = select(Association.__table__.c.calling_ae).where(
+    Association.__table__.c.id == bindparam("id"))
+_INSERT_INSTANCE = {
+    name: dialect.insert(Instance.__table__)
+    .on_conflict_do_nothing(index_elements=["sop_instance_uid"])
+    .returning(Instance.__table__.c.id)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+
+
 def _owning_study(session: Session, series_uid: str) -> Study | None:
     """The study whose Result produced ``series_uid``, locked; None if not ours."""
-    study_id = session.scalars(
-        select(Result.study_id).where(
-            (Result.sr_series_uid == series_uid) | (Result.sc_series_uid == series_uid)
-            | (Result.seg_series_uid == series_uid)
-        ).limit(1)
-    ).first()
+    study_id = session.connection().execute(_OWNER, {"series": series_uid}).scalar()
     if study_id is None:
         return None
     return session.scalars(select(Study).where(Study.id == study_id).with_for_update()).one()
@@ -135,53 +147,69 @@ def record_instance(session: Session, *, association_id: int | None, sop_class_u
     if len(sha256) != 64:
         raise ValueError(f"sha256 must be a hex SHA-256 digest, got {sha256!r}")
     calling_ae = _calling_ae(session, association_id)
-    columns = dict(association_id=association_id, sop_class_uid=sop_class_uid,
-                   series_uid=series_uid, transfer_syntax_uid=transfer_syntax_uid, size=size,
-                   sha256=sha256, path=path, received_at=received_at)
+    columns: dict[str, Any] = dict(
+        association_id=association_id, sop_class_uid=sop_class_uid, series_uid=series_uid,
+        transfer_syntax_uid=transfer_syntax_uid, size=size, sha256=sha256, path=path,
+        received_at=received_at)
     owner = _owning_study(session, series_uid)
-    study = owner or lock_study(session, study_uid)
-    if study is None:
-        study = start_study(session, study_uid=study_uid, calling_ae=calling_ae,
-                            now=received_at, actor=ACTOR)
-    existing = session.scalars(
-        select(Instance).where(Instance.sop_instance_uid == sop_instance_uid).with_for_update()
-    ).one_or_none()
-    event_detail: dict[str, Any] = {"series_uid": series_uid, "sha256": sha256, "size": size,
-                                    "association_id": association_id}
-    previous_sha = previous_path = None
-    if existing is not None and existing.sha256 == sha256:
-        outcome, event = InstanceOutcome.DUPLICATE_IDENTICAL, EventType.INSTANCE_DUPLICATE
-    elif existing is not None:
-        previous_sha, previous_path = existing.sha256, existing.path
-        for name, value in columns.items():
-            setattr(existing, name, value)
-        existing.study_id = study.id
-        existing.own_output = owner is not None
-        event_detail["previous_sha256"] = previous_sha
-        outcome, event = InstanceOutcome.REPLACED, EventType.INSTANCE_REPLACED
-    else:
-        session.add(Instance(study_id=study.id, sop_instance_uid=sop_instance_uid,
-                             own_output=owner is not None, **columns))
+    study = owner or open_study(session, study_uid=study_uid, calling_ae=calling_ae,
+                                now=received_at, actor=ACTOR)
+    connection = session.connection()
+    inserted = connection.execute(
+        _INSERT_INSTANCE[connection.dialect.name],
+        {"study_id": study.id, "sop_instance_uid": sop_instance_uid,
+         "own_output": owner is not None, **columns},
+    ).scalar()
+    detail: dict[str, Any] = {"series_uid": series_uid, "sha256": sha256, "size": size,
+                              "association_id": association_id}
+    previous: _Previous | None = None
+    if inserted is not None:
         outcome, event = InstanceOutcome.NEW, EventType.INSTANCE_RECEIVED
+    else:
+        previous = _replace(session, sop_instance_uid, sha256, study.id, owner is not None,
+                            columns)
+        detail["previous_sha256"] = previous.sha256 if previous else sha256
+        outcome, event = ((InstanceOutcome.REPLACED, EventType.INSTANCE_REPLACED) if previous
+                          else (InstanceOutcome.DUPLICATE_IDENTICAL,
+                                EventType.INSTANCE_DUPLICATE))
     if owner is not None and outcome is not InstanceOutcome.DUPLICATE_IDENTICAL:
         outcome, event = InstanceOutcome.OWN_OUTPUT, EventType.INSTANCE_OWN_OUTPUT
     audit(session, actor=ACTOR, event_type=event, outcome=Outcome.SUCCESS,
           study_uid=study.study_uid, sop_instance_uid=sop_instance_uid, calling_ae=calling_ae,
-          at=received_at, detail=event_detail)
+          at=received_at, detail=detail)
     if outcome in (InstanceOutcome.NEW, InstanceOutcome.REPLACED):
         new_data(session, study, now=received_at, actor=ACTOR)
-    session.flush()
     return RecordOutcome(outcome=outcome, study_uid=study.study_uid, revision=study.revision,
-                         study_state=study.state, previous_sha256=previous_sha,
-                         previous_path=previous_path)
+                         study_state=study.state,
+                         previous_sha256=previous.sha256 if previous else None,
+                         previous_path=previous.path if previous else None)
+
+
+@dataclass(frozen=True)
+class _Previous:
+    sha256: str
+    path: str
+
+
+def _replace(session: Session, sop_instance_uid: str, sha256: str, study_id: int,
+             own_output: bool, columns: dict[str, Any]) -> _Previous | None:
+    """Overwrite a known instance's row with other bytes; None if the bytes are the same."""
+    existing = session.scalars(
+        select(Instance).where(Instance.sop_instance_uid == sop_instance_uid).with_for_update()
+    ).one()
+    if existing.sha256 == sha256:
+        return None
+    previous = _Previous(existing.sha256, existing.path)
+    for name, value in columns.items():
+        setattr(existing, name, value)
+    existing.study_id, existing.own_output = study_id, own_output
+    return previous
 
 
 def _calling_ae(session: Session, association_id: int | None) -> str | None:
     if association_id is None:
         return None
-    calling = session.scalar(
-        select(Association.calling_ae).where(Association.id == association_id)
-    )
+    calling = session.connection().execute(_CALLING_AE, {"id": association_id}).scalar()
     if calling is None:
         raise ValueError(f"association_id: no association {association_id}")
     return calling

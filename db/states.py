@@ -21,10 +21,10 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from db.engine import upsert_insert
 from db.events import EventType, Outcome, audit
 from db.models import Job, Result, Study, StudyState
 
@@ -94,12 +94,13 @@ def _check_revision(study: Study, revision: int, what: str) -> None:
         )
 
 
+_LOCK_STUDY = select(Study).where(Study.study_uid == bindparam("uid")).with_for_update()
+
+
 def lock_study(session: Session, study_uid: str) -> Study | None:
     """The study row, locked for this transaction (``SELECT ... FOR UPDATE`` on PostgreSQL;
     SQLite's ``BEGIN IMMEDIATE`` already serialises writers)."""
-    return session.scalars(
-        select(Study).where(Study.study_uid == study_uid).with_for_update()
-    ).one_or_none()
+    return session.scalars(_LOCK_STUDY, {"uid": study_uid}).one_or_none()
 
 
 def _require(session: Session, study_uid: str) -> Study:
@@ -118,17 +119,24 @@ def _event(session: Session, study: Study, event: EventType, outcome: Outcome, a
 
 def start_study(session: Session, *, study_uid: str, calling_ae: str | None, now: datetime,
                 actor: str) -> Study:
-    """The first instance of a study: a new row in RECEIVING, revision 1, returned locked.
+    """The first instance of a study: a new row in RECEIVING, revision 1, returned locked."""
+    _check(lock_study(session, study_uid), Trigger.FIRST_INSTANCE, study_uid)
+    return open_study(session, study_uid=study_uid, calling_ae=calling_ae, now=now, actor=actor)
+
+
+def open_study(session: Session, *, study_uid: str, calling_ae: str | None, now: datetime,
+               actor: str) -> Study:
+    """The study, locked; created in RECEIVING, revision 1 (with its event) if it is new.
 
     INSERT ... ON CONFLICT DO NOTHING, then a locking read: when two associations bring the
-    first instances of one study at the same time, one creates it (and writes the event),
-    the other waits for that row instead of failing on the unique key.
+    first instances of one study at the same time (PostgreSQL), one creates it and writes the
+    event; the other waits for that row and gets it back as for any later instance.
     """
-    _check(lock_study(session, study_uid), Trigger.FIRST_INSTANCE, study_uid)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    study = lock_study(session, study_uid)
+    if study is not None:
+        return study
     created = session.execute(
-        insert(Study)
+        upsert_insert(session)(Study)
         .values(study_uid=study_uid, state=S.RECEIVING, revision=1, calling_ae=calling_ae,
                 attempts=0, created_at=now, updated_at=now, last_instance_at=now,
                 receiving_at=now)

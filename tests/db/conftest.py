@@ -77,11 +77,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def fresh_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path,
+def fresh_url(request: pytest.FixtureRequest, backend: str, folder: Path,
               *, migrated: bool = True) -> str:
-    """The URL of a new database for one test on ``backend``."""
+    """The URL of a new database in ``folder`` (SQLite) or on the server, on ``backend``."""
     if backend == "sqlite":
-        path = tmp_path / "lungpath.db"
+        path = folder / "lungpath.db"
         if migrated:
             shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
@@ -103,5 +103,16 @@ def db_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     engine = create_engine_for(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_engine(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One migrated database for a whole module, for tests that keep to their own study UIDs
+    (creating a PostgreSQL database per test would dominate the run time)."""
+    url = fresh_url(request, str(request.param), tmp_path_factory.mktemp("shared"))
+    engine = create_engine_for(url)
     yield engine
     engine.dispose()
