@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import signal
 import threading
+import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -30,6 +31,9 @@ from scp_node.server import StorageSCP
 from scp_node.storage import InstanceStore
 
 logger = logging.getLogger(__name__)
+
+#: How long the node waits for each receiving process to bind the port.
+CHILD_START_TIMEOUT_S = 60.0
 
 
 class NodeError(RuntimeError):
@@ -102,12 +106,22 @@ class Node:
             raise NodeError("receivers > 1 needs a fixed port (setting: port)")
         config = scp_config(settings, reuse_port=True)
         spawn = multiprocessing.get_context("spawn")
+        readies = []
         for index in range(settings.receivers):
+            ready = spawn.Event()
             child = spawn.Process(target=serve_until_signalled,
-                                  args=(config, settings.log_level),
+                                  args=(config, settings.log_level, ready),
                                   name=f"lungpath-receiver-{index}", daemon=False)
             child.start()
             self.children.append(child)
+            readies.append(ready)
+        deadline = time.monotonic() + CHILD_START_TIMEOUT_S
+        for started, ready in zip(self.children, readies, strict=True):
+            while not ready.wait(0.1):
+                if not started.is_alive() or time.monotonic() > deadline:
+                    self.stop()
+                    raise NodeError(f"receiving process {started.name} did not start "
+                                    f"(exit code {started.exitcode}); see its log")
 
     @property
     def port(self) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from io import BytesIO
@@ -78,6 +79,8 @@ class Receiver:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._idle = threading.Condition(self._lock)
+        self._writer = futures.ThreadPoolExecutor(max_workers=config.max_associations,
+                                                  thread_name_prefix="store-write")
 
     def handlers(self) -> list[EventHandlerType]:
         """The ``evt_handlers`` list for ``AE.make_server``."""
@@ -205,6 +208,10 @@ class Receiver:
                 self._in_flight -= 1
                 self._idle.notify_all()
 
+    def close(self) -> None:
+        """Release the writer threads (after the server stopped)."""
+        self._writer.shutdown(wait=True)
+
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no C-STORE is being handled; False if ``timeout`` passed first."""
         with self._lock:
@@ -240,12 +247,11 @@ class Receiver:
                          sop_instance_uid=key.sop_instance_uid,
                          transfer_syntax_uid=context.transfer_syntax,
                          source_ae_title=state.calling_ae)
-        try:
-            stored = self.store.write(key, meta, data_set)
-        except OSError as e:
-            logger.exception("could not write sop=%s", key.sop_instance_uid)
-            return self._refuse(state, Problem(OUT_OF_RESOURCES, f"cannot write to the store: "
-                                               f"{e.strerror}"), header)
+        stored = self.store.describe(key, meta, data_set)
+        # the file is written and fsynced in another thread while the row is prepared; the
+        # transaction commits only once the file is durable, so the order on disk is still
+        # file first, row second, acknowledgement last
+        writing = self._writer.submit(self.store.write, key, meta, data_set)
         try:
             with transaction(self.engine) as session:
                 outcome = record_instance(
@@ -255,11 +261,18 @@ class Receiver:
                     series_uid=key.series_uid, transfer_syntax_uid=context.transfer_syntax,
                     size=stored.size, sha256=stored.sha256, path=str(stored.path),
                     received_at=datetime.now(UTC))
+                writing.result()
+        except OSError as e:
+            logger.exception("could not write sop=%s", key.sop_instance_uid)
+            return self._refuse(state, Problem(OUT_OF_RESOURCES, f"cannot write to the store: "
+                                               f"{e.strerror}"), header)
         except SQLAlchemyError:
             logger.exception("database unavailable; not acknowledging sop=%s",
                              key.sop_instance_uid)
             state.refused += 1
             return _status(OUT_OF_RESOURCES, "database unavailable")
+        finally:
+            futures.wait([writing])
         if outcome.outcome is InstanceOutcome.REPLACED:
             self.store.discard_replaced(outcome.previous_path, stored.path)
         state.accepted += 1

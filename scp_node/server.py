@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from scp_node.config import ScpConfig
 from scp_node.contexts import supported_contexts
+from scp_node.prompt import PromptRequestHandler
 from scp_node.receiver import Receiver
 from scp_node.storage import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, InstanceStore
 from scp_node.tls import server_context
@@ -121,6 +122,7 @@ class StorageSCP:
             (self.config.host, self.config.port),
             evt_handlers=self.receiver.handlers(),
             server_class=_Server,
+            request_handler=PromptRequestHandler,
             reuse_port=self.config.reuse_port,
             handshake_timeout=self.config.acse_timeout,
             tls_context=self.tls_context,
@@ -150,4 +152,5 @@ class StorageSCP:
             for assoc in left:
                 assoc.abort()
         self._server = None
+        self.receiver.close()
         logger.info("stopped ae_title=%s aborted=%d", self.config.ae_title, len(left))

@@ -79,7 +79,13 @@ class InstanceStore:
         """Whether ``size`` more bytes leave at least ``min_free_bytes`` free."""
         return self.free_bytes() - size >= self.min_free_bytes
 
-    def write(self, key: InstanceKey, file_meta: bytes, data_set: bytes) -> StoredFile:
+    def describe(self, key: InstanceKey, file_meta: bytes, data_set: bytes) -> StoredFile:
+        """Where ``write`` puts this file, its size and SHA-256, without touching the disk."""
+        digest = hashlib.sha256(file_meta)
+        digest.update(data_set)
+        return StoredFile(self.path_of(key), len(file_meta) + len(data_set), digest.hexdigest())
+
+    def write(self, key: InstanceKey, file_meta: bytes, data_set: bytes) -> None:
         """Write the file ``file_meta + data_set`` durably at ``path_of(key)``.
 
         An existing file of the same SOP Instance UID is replaced atomically. Raises
@@ -102,9 +108,6 @@ class InstanceStore:
             os.unlink(temp_name)
             raise
         _fsync_dir(target.parent)
-        digest = hashlib.sha256(file_meta)
-        digest.update(data_set)
-        return StoredFile(target, len(file_meta) + len(data_set), digest.hexdigest())
 
     def discard_replaced(self, previous: str | None, current: Path) -> None:
         """Remove the file a replaced instance had, when it lay elsewhere in the store.
