@@ -244,10 +244,10 @@ def _result_and_study(session: Session, result_id: int) -> tuple[Result, Study]:
 
 def _arm(session: Session, result: Result, targets: list[Destination], now: datetime) -> None:
     """Create the rows of destinations that have none yet, due now."""
-    existing = set(session.execute(
+    existing = {tuple(row) for row in session.execute(
         select(Delivery.object, Delivery.destination_ae, Delivery.destination_host,
                Delivery.destination_port).where(Delivery.result_id == result.id)
-    ).tuples())
+    )}
     present = [kind for kind, path in (("SR", result.sr_path), ("SC", result.sc_path),
                                        ("SEG", result.seg_path)) if path]
     for target in targets:

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -161,9 +162,10 @@ class Stack:
             self._engine = create_engine_for(self.db_url)
         return self._engine
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
         log = (self.root / f"{name}-{len(self.processes)}.log").open("wb")
-        process = subprocess.Popen([sys.executable, "-m", "lungpath", *args], env=self.env,
+        process = subprocess.Popen([sys.executable, "-m", "lungpath", *args],
+                                   env={**self.env, **env},
                                    cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         self.processes.append(process)
@@ -176,9 +178,12 @@ class Stack:
         assert process.poll() is None, self.logs()
         return process
 
-    def worker(self, *extra: str) -> subprocess.Popen[bytes]:
-        """``lungpath worker``."""
-        return self._spawn("worker", ["worker", *extra])
+    def worker(self, *extra: str, **env: str) -> subprocess.Popen[bytes]:
+        """``lungpath worker``; ``env``: variables that differ from the node's."""
+        return self._spawn("worker", ["worker", *extra], **env)
+
+    def node_log(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.root.glob("node-*.log"))
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         """SIGKILL the process and every process of its group (its pool children)."""
@@ -264,7 +269,6 @@ class Stack:
 
 
 def _answers(port: int) -> bool:
-    import socket
 
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -294,7 +298,7 @@ def make_stack(root: Path, sqlite_template: Path, broker_url: str, checkpoint: P
         "var_dir": root / "var", "database_url": db_url, "broker_url": broker_url,
         "port": port, "checkpoint": checkpoint, "stable_seconds": 1.0,
         "dispatch_interval": 0.5, "broker_polling_interval": 0.2,
-        "queue_prefix": f"t{os.getpid()}-{port}.", "embedded_worker": False,
+        "queue_prefix": f"lp-test-{os.getpid()}-{port}.", "embedded_worker": False,
         "analysis_soft_time_limit": 100.0, "analysis_time_limit": 120.0,
         "reconcile_grace_seconds": 2.0, "queued_deadline_seconds": 120.0,
         "delivery_initial_backoff_seconds": 0.5, "delivery_max_backoff_seconds": 2.0,
@@ -322,3 +326,73 @@ def pacs() -> Iterator[Pacs]:
     server.start()
     yield server
     server.stop()
+
+
+def mapped_files(pid: int) -> str:
+    """The files mapped into a process (its shared libraries among them), from /proc."""
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process, from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+class TcpProxy:
+    """A TCP forwarder the test owns: ``stop()`` cuts every connection and refuses new ones,
+    ``start()`` listens again on the same port. Stands between a process and a broker so that
+    the broker looks unreachable without touching the shared service."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+            listener, self._listener = self._listener, None
+        for sock in [*sockets, *([listener] if listener else [])]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_RDWR)

@@ -1,5 +1,9 @@
 """The embedded mode end to end: ``lungpath serve`` with the server-less broker starts its own
-worker; a study sent over C-STORE comes back to the PACS as SR, summary image and SEG."""
+worker; a study sent over C-STORE comes back to the PACS as SR, summary image and SEG.
+
+The node never imports torch: torch's shared library is mapped into every process that
+imported it (and cannot be unmapped), so /proc/<pid>/maps of the running node tells, and
+the worker child, which ran the model, is the control that the check can fail."""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from tests.db.conftest import sqlite_template
 from tests.integration.orchestration import (
     ALL_KINDS,
     Pacs,
+    child_pids,
     make_stack,
+    mapped_files,
     pacs,
     send_study,
     study_template,
@@ -34,7 +40,7 @@ def test_serve_with_its_worker_child_delivers_sr_sc_and_seg(
     stack = make_stack(tmp_path, sqlite_template, embedded_broker(tmp_path), tiny_checkpoint,
                        pacs, embedded_worker=True)
     try:
-        stack.node()
+        node = stack.node()
         study_uid = send_study(stack.node_port, study_template)
         study = stack.wait_state(study_uid, "DONE", "NOT_ANALYZABLE", "FAILED")
         assert study.state == "DONE", (study.reason, stack.logs())
@@ -50,5 +56,8 @@ def test_serve_with_its_worker_child_delivers_sr_sc_and_seg(
         kinds = [row["event_type"] for row in sent]
         assert kinds.count("delivery.sent") == 3, kinds
         assert {"study.queued", "study.processing", "study.done"} <= set(kinds)
+        # torch is in the worker child (it ran the model) and never in the node itself
+        assert any("libtorch" in mapped_files(child) for child in child_pids(node.pid))
+        assert "libtorch" not in mapped_files(node.pid)
     finally:
         stack.stop_all()

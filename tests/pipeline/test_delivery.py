@@ -1,0 +1,249 @@
+"""Delivery of result objects to a real pynetdicom SCP: statuses, retries, refusals, the
+research interlock, and the audit record of every attempt."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from sqlalchemy import Engine, select
+
+from db.engine import create_engine_for, transaction
+from db.models import AuditEvent, Delivery, Result, Study
+from pipeline.delivery import (
+    HELD,
+    DeliveryConfig,
+    Destination,
+    Verdict,
+    _no_delay,
+    backoff_s,
+    deliver_result,
+    destinations_for,
+    judge_status,
+    rearm,
+)
+from tests.conftest import free_port
+from tests.db.conftest import sqlite_template
+
+__all__ = ["sqlite_template"]
+
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    assert [backoff_s(n, 30, 3600) for n in (1, 2, 3, 8, 100)] == [30, 60, 120, 3600, 3600]
+    with pytest.raises(ValueError, match="attempts"):
+        backoff_s(0, 30, 3600)
+
+
+@pytest.mark.parametrize(("status", "verdict"), [
+    (0x0000, Verdict.DELIVERED), (0xB000, Verdict.DELIVERED), (0xB007, Verdict.DELIVERED),
+    (0xA700, Verdict.RETRY), (0xA7FF, Verdict.RETRY), (None, Verdict.RETRY),
+    (0xA900, Verdict.REFUSED), (0xC000, Verdict.REFUSED), (0x0122, Verdict.REFUSED),
+])
+def test_status_policy(status: int | None, verdict: Verdict) -> None:
+    assert judge_status(status) is verdict
+
+
+def test_destinations_per_calling_ae_else_default() -> None:
+    default = Destination("PACS", "h", 104)
+    own = Destination("OTHER", "h", 105, for_calling_ae="CT1")
+    assert destinations_for("CT1", [default, own]) == [own]
+    assert destinations_for("CT2", [default, own]) == [default]
+    assert destinations_for(None, [default, own]) == [default]
+
+
+@pytest.mark.parametrize(("kwargs", "argument"), [
+    ({"initial_backoff_s": 10.0, "max_backoff_s": 5.0}, "initial_backoff_s"),
+    ({"window_s": 0.0}, "window_s"),
+])
+def test_config_checks(kwargs: dict[str, Any], argument: str) -> None:
+    with pytest.raises(ValueError, match=argument):
+        DeliveryConfig(calling_ae="LUNGPATH", destinations=(), **kwargs)
+
+
+class Peer:
+    """A Storage SCP answering every C-STORE with ``status``."""
+
+    def __init__(self, status: int = 0x0000) -> None:
+        self.status = status
+        self.port = free_port()
+        self.received: list[str] = []
+        self.server: Any = None
+
+    def start(self) -> None:
+        ae = AE(ae_title="PEER")
+        ae.supported_contexts = AllStoragePresentationContexts
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False,
+                                      evt_handlers=[(evt.EVT_C_STORE, self._store)])
+
+    def _store(self, event: Any) -> int:
+        self.received.append(str(event.request.AffectedSOPInstanceUID))
+        return self.status
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+
+
+@pytest.fixture
+def peer() -> Iterator[Peer]:
+    server = Peer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def _sr_file(path: Path, study_uid: str) -> str:
+    ds = Dataset()
+    ds.SOPClassUID = COMPREHENSIVE_3D_SR
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "SR"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(path, enforce_file_format=True)
+    return str(ds.SOPInstanceUID)
+
+
+@pytest.fixture
+def engine(tmp_path: Path, sqlite_template: Path) -> Iterator[Engine]:
+    db = tmp_path / "lungpath.db"
+    db.write_bytes(sqlite_template.read_bytes())
+    engine = create_engine_for(f"sqlite:///{db}")
+    yield engine
+    engine.dispose()
+
+
+def _result(engine: Engine, tmp_path: Path, intended_use: str = "research") -> int:
+    study_uid = generate_uid()
+    sop = _sr_file(tmp_path / "SR.dcm", study_uid)
+    with transaction(engine) as session:
+        study = Study(study_uid=study_uid, state="DONE", revision=1, analysis_revision=1,
+                      calling_ae="CT1", attempts=1, created_at=NOW, updated_at=NOW,
+                      last_instance_at=NOW, receiving_at=NOW)
+        session.add(study)
+        session.flush()
+        result = Result(study_id=study.id, revision=1, checkpoint_sha256="0" * 64,
+                        sr_sop_instance_uid=sop, sr_series_uid=generate_uid(),
+                        sr_path=str(tmp_path / "SR.dcm"), created_at=NOW,
+                        findings={"intended_use": intended_use})
+        session.add(result)
+        session.flush()
+        return result.id
+
+
+def _config(peer: Peer, **kwargs: Any) -> DeliveryConfig:
+    values: dict[str, Any] = {"initial_backoff_s": 5.0, "max_backoff_s": 20.0,
+                              "timeout_s": 5.0}
+    values.update(kwargs)
+    return DeliveryConfig(calling_ae="LUNGPATH",
+                          destinations=(Destination("PEER", "127.0.0.1", peer.port),), **values)
+
+
+def _row(engine: Engine) -> Delivery:
+    with transaction(engine) as session:
+        return session.scalars(select(Delivery)).one()
+
+
+def _events(engine: Engine) -> list[AuditEvent]:
+    with transaction(engine) as session:
+        return list(session.scalars(select(AuditEvent).where(
+            AuditEvent.event_type.like("delivery.%")).order_by(AuditEvent.id)))
+
+
+def test_delivered_and_audited(engine: Engine, tmp_path: Path, peer: Peer) -> None:
+    result_id = _result(engine, tmp_path)
+    assert deliver_result(engine, _config(peer), result_id, actor="test") is None
+    row = _row(engine)
+    assert row.delivered_at is not None and row.attempts == 1 and row.last_status == "0x0000"
+    assert len(peer.received) == 1
+    (event,) = _events(engine)
+    assert (event.event_type, event.outcome) == ("delivery.sent", "success")
+    # nothing is due: a second pass sends nothing
+    assert deliver_result(engine, _config(peer), result_id, actor="test") is None
+    assert len(peer.received) == 1
+
+
+def test_out_of_resources_is_retried_with_back_off(engine: Engine, tmp_path: Path,
+                                                   peer: Peer) -> None:
+    peer.status = 0xA700
+    result_id = _result(engine, tmp_path)
+    delay = deliver_result(engine, _config(peer), result_id, actor="test")
+    assert delay is not None and 0 < delay <= 5.0
+    row = _row(engine)
+    assert row.delivered_at is None and row.next_retry_at is not None
+    (event,) = _events(engine)
+    assert (event.event_type, event.outcome) == ("delivery.failed", "minor_failure")
+    assert event.detail is not None and event.detail["retry_in_s"] == 5.0
+
+
+def test_refusal_stops_at_once(engine: Engine, tmp_path: Path, peer: Peer) -> None:
+    peer.status = 0xC000
+    result_id = _result(engine, tmp_path)
+    assert deliver_result(engine, _config(peer), result_id, actor="test") is None
+    row = _row(engine)
+    assert row.next_retry_at is None and row.last_status == "refused: 0xC000"
+    (event,) = _events(engine)
+    assert event.outcome == "serious_failure"
+
+
+def test_peer_down_is_retried_then_given_up_after_the_window(engine: Engine, tmp_path: Path,
+                                                             peer: Peer) -> None:
+    peer.stop()
+    result_id = _result(engine, tmp_path)
+    config = _config(peer, initial_backoff_s=0.01, max_backoff_s=0.01, window_s=3600.0)
+    assert deliver_result(engine, config, result_id, actor="test") is not None
+    assert str(_row(engine).last_status).startswith("association ")
+    with transaction(engine) as session:  # the window has passed
+        row = session.scalars(select(Delivery)).one()
+        row.created_at = row.next_retry_at = datetime.now(UTC) - timedelta(hours=2)
+    assert deliver_result(engine, config, result_id, actor="test") is None
+    row = _row(engine)
+    assert row.next_retry_at is None and row.last_status is not None
+    assert row.last_status.startswith("gave up after 3600 s")
+    assert [e.outcome for e in _events(engine)] == ["minor_failure", "serious_failure"]
+
+
+def test_research_interlock_holds_then_resend_delivers(engine: Engine, tmp_path: Path,
+                                                       peer: Peer) -> None:
+    result_id = _result(engine, tmp_path, intended_use="research-synthetic")
+    assert deliver_result(engine, _config(peer), result_id, actor="test") is None
+    assert _row(engine).last_status == HELD and not peer.received
+    (event,) = _events(engine)
+    assert event.detail is not None and event.detail["held"] is True
+    with transaction(engine) as session:  # re-armed, still held without research mode
+        assert rearm(session, result_id, now=datetime.now(UTC)) == 1
+    deliver_result(engine, _config(peer), result_id, actor="test")
+    assert _row(engine).last_status == HELD and not peer.received
+    with transaction(engine) as session:
+        rearm(session, result_id, now=datetime.now(UTC))
+    deliver_result(engine, _config(peer, research_mode=True), result_id, actor="test")
+    assert _row(engine).delivered_at is not None and len(peer.received) == 1
+
+
+def test_no_delay_sets_tcp_nodelay_on_the_scu_socket(peer: Peer) -> None:
+    ae = AE(ae_title="LUNGPATH")
+    ae.add_requested_context(COMPREHENSIVE_3D_SR)
+    assoc = ae.associate("127.0.0.1", peer.port, ae_title="PEER")
+    assert assoc.is_established
+    try:
+        sock = assoc.dul.socket.socket  # type: ignore[union-attr]
+        assert sock is not None
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        _no_delay(assoc)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        assoc.release()
