@@ -52,10 +52,11 @@ class MainBranch(nn.Module):
                 channels = transition.out_channels
         self.final = nn.Sequential(nn.BatchNorm3d(channels), nn.ReLU(inplace=True))
         self.out_channels = channels
+        self.min_input_size = config.min_input_size()
 
     def forward(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Features after each block's attention (the last one normalised), and the masks."""
-        check_input(x, self.config.min_input_size())
+        check_input(x, self.min_input_size)
         features: list[Tensor] = []
         masks: list[Tensor] = []
         y = self.stem(x)
