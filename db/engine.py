@@ -44,10 +44,14 @@ def create_engine_for(url: str, *, read_only: bool = False) -> Engine:
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url, read_only)
-    connect_args: dict[str, Any] = {}
     if read_only:
-        connect_args["options"] = "-c default_transaction_read_only=on"
-    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        parsed = make_url(url)
+        options = parsed.query.get("options", "")
+        assert isinstance(options, str)
+        options = f"{options} -c default_transaction_read_only=on".strip()
+        url = parsed.update_query_dict({"options": options}).render_as_string(
+            hide_password=False)
+    return create_engine(url, pool_pre_ping=True)
 
 
 def _sqlite_engine(url: str, read_only: bool) -> Engine:

@@ -1,9 +1,14 @@
-"""Every database test runs on SQLite and on PostgreSQL (``backend`` parameter).
+"""Database fixtures: every database test runs on SQLite and on PostgreSQL (``backend``).
 
-Each test gets an empty, migrated database of its own: on SQLite a copy of a migrated file,
-on PostgreSQL ``CREATE DATABASE ... TEMPLATE`` of a migrated database made once per run
-(``lungpath_test_<random>``), dropped at the end. PostgreSQL down: skipped locally, failed
-in CI (tests.conftest.unavailable).
+Each test gets an empty, migrated database of its own: on SQLite a copy of a migrated file;
+on PostgreSQL a schema of its own (``search_path`` in the URL) inside one database created
+for the run (``lungpath_test_<random>``) and dropped at its end. One database and many
+schemas, because every DROP DATABASE forces a checkpoint of the whole server. Test
+connections set ``synchronous_commit=off``: a commit does not wait for the disk, which changes
+durability after a server crash and nothing a test observes. PostgreSQL down: skipped
+locally, failed in CI (tests.conftest.unavailable).
+
+Imported by tests/db/conftest.py and by the CLI tests, which need the same databases.
 """
 
 from __future__ import annotations
@@ -25,49 +30,47 @@ from tests.conftest import POSTGRES_URL, require_port
 BACKENDS = ["sqlite", "postgresql"]
 
 
-def _admin_dsn() -> str:
-    url = make_url(POSTGRES_URL)
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+def _dsn(database: str | None = None) -> str:
+    url = make_url(POSTGRES_URL).set(drivername="postgresql")
+    if database is not None:
+        url = url.set(database=database)
+    return url.render_as_string(hide_password=False)
 
 
-class PostgresDatabases:
-    """Creates throw-away databases on the test server and drops them all at the end."""
+class PostgresSchemas:
+    """One throw-away database for the run; one schema in it per test."""
 
     def __init__(self) -> None:
-        self.prefix = f"lungpath_test_{uuid.uuid4().hex[:10]}"
-        self.created: list[str] = []
-        self.template: str | None = None
-
-    def _execute(self, sql: str) -> None:
-        with psycopg.connect(_admin_dsn(), autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
-
-    def url(self, name: str) -> str:
-        return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        self.database = f"lungpath_test_{uuid.uuid4().hex[:10]}"
+        self.count = 0
+        with psycopg.connect(_dsn(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {self.database}")  # type: ignore[arg-type]
 
     def create(self, *, migrated: bool = True) -> str:
-        """A new database: a copy of the migrated template, or empty."""
-        if migrated and self.template is None:
-            self.template = self.create(migrated=False)
-            upgrade(self.url(self.template))
-        name = f"{self.prefix}_{len(self.created)}"
-        template = f" TEMPLATE {self.template}" if migrated else " TEMPLATE template0"
-        self._execute(f"CREATE DATABASE {name}{template}")
-        self.created.append(name)
-        return name
+        """The URL of a new schema, migrated or empty."""
+        self.count += 1
+        schema = f"t{self.count}"
+        with psycopg.connect(_dsn(self.database), autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")  # type: ignore[arg-type]
+        url = make_url(POSTGRES_URL).set(database=self.database).update_query_dict(
+            {"options": f"-csearch_path={schema} -csynchronous_commit=off"}
+        ).render_as_string(hide_password=False)
+        if migrated:
+            upgrade(url)
+        return url
 
-    def drop_all(self) -> None:
-        for name in reversed(self.created):
-            self._execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    def drop(self) -> None:
+        with psycopg.connect(_dsn(), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
-def postgres_databases() -> Iterator[PostgresDatabases]:
+def postgres_schemas() -> Iterator[PostgresSchemas]:
     url = make_url(POSTGRES_URL)
     require_port(url.host or "127.0.0.1", url.port or 5432, "PostgreSQL")
-    databases = PostgresDatabases()
-    yield databases
-    databases.drop_all()
+    schemas = PostgresSchemas()
+    yield schemas
+    schemas.drop()
 
 
 @pytest.fixture(scope="session")
@@ -85,8 +88,8 @@ def fresh_url(request: pytest.FixtureRequest, backend: str, folder: Path,
         if migrated:
             shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
-    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
-    return databases.url(databases.create(migrated=migrated))
+    schemas: PostgresSchemas = request.getfixturevalue("postgres_schemas")
+    return schemas.create(migrated=migrated)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -110,8 +113,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="module", params=BACKENDS)
 def shared_engine(request: pytest.FixtureRequest,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """One migrated database for a whole module, for tests that keep to their own study UIDs
-    (creating a PostgreSQL database per test would dominate the run time)."""
+    """One migrated database for a whole module, for tests that keep to their own study UIDs."""
     url = fresh_url(request, str(request.param), tmp_path_factory.mktemp("shared"))
     engine = create_engine_for(url)
     yield engine
