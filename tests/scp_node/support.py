@@ -1,19 +1,22 @@
 """What the Storage SCP tests share: synthetic instances, a node on a free port, a SCU, queries.
 
 Instances are small (64 x 64 CT slices) so that hundreds of them cost little. The node runs
-on a migrated database of the test's own (SQLite copied from a template; PostgreSQL through
-tests/db's throw-away databases) and a store under the test's tmp_path.
+on a migrated database of the test's own (SQLite copied from a template; on PostgreSQL
+a schema of its own, through tests/db/databases.py) and a store under the test's tmp_path.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 import socket
 import ssl
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from subprocess import STDOUT, Popen
 from typing import Any
 
 import numpy as np
@@ -24,6 +27,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, _config
 from pynetdicom.association import Association
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from sqlalchemy import Engine, func, select
 
 from db.engine import create_engine_for, transaction
@@ -31,9 +35,9 @@ from db.models import AuditEvent, Instance, Study
 from scp_node.config import ScpConfig
 from scp_node.server import StorageSCP
 from scp_node.storage import file_meta
-from tests.db.conftest import PostgresDatabases, postgres_databases, sqlite_template
+from tests.db.databases import fresh_url, postgres_schemas, sqlite_template
 
-__all__ = ["postgres_databases", "sqlite_template"]
+__all__ = ["postgres_schemas", "sqlite_template"]
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
@@ -87,16 +91,13 @@ def sr_document(study_uid: str, series_uid: str) -> Dataset:
 @pytest.fixture
 def node_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated SQLite database of this test's own."""
-    path = tmp_path / "lungpath.db"
-    shutil.copy(request.getfixturevalue("sqlite_template"), path)
-    return f"sqlite:///{path}"
+    return fresh_url(request, "sqlite", tmp_path)
 
 
 @pytest.fixture
-def postgres_db(request: pytest.FixtureRequest) -> str:
-    """A migrated PostgreSQL database of this test's own (dropped at the end of the run)."""
-    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
-    return databases.url(databases.create())
+def postgres_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated PostgreSQL schema of this test's own (dropped at the end of the run)."""
+    return fresh_url(request, "postgresql", tmp_path)
 
 
 def scp_config(db_url: str, store: Path, **overrides: Any) -> ScpConfig:
@@ -127,7 +128,7 @@ def associate(port: int, contexts: Sequence[tuple[str, Sequence[str]]], *, calli
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
     for sop_class, syntaxes in contexts:
         ae.add_requested_context(sop_class, list(syntaxes))
-    tls_args = (tls, "") if tls is not None else None
+    tls_args = (tls, "localhost") if tls is not None else None
     assoc = ae.associate("127.0.0.1", port, ae_title=called_ae, tls_args=tls_args)
     if assoc.is_established:
         sock = assoc.dul.socket.socket if assoc.dul.socket else None
@@ -189,3 +190,37 @@ def part10_file(path: Path, *, sop_class_uid: str, sop_instance_uid: str,
 def send_files_raw(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make pynetdicom send a file's data set bytes without decoding them."""
     monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+
+
+@contextmanager
+def node_process(var_dir: Path, db_url: str, port: int, **settings: str) -> Iterator[Popen[bytes]]:
+    """``lungpath serve`` in a child process, ready to answer a C-ECHO; stopped at the end."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUNGPATH_")}
+    env |= {"LUNGPATH_VAR_DIR": str(var_dir), "LUNGPATH_DATABASE_URL": db_url,
+            "LUNGPATH_PORT": str(port), "LUNGPATH_MIN_FREE_DISK_MB": "0",
+            "LUNGPATH_LOG_LEVEL": "WARNING"}
+    env |= {f"LUNGPATH_{k.upper()}": v for k, v in settings.items()}
+    var_dir.mkdir(parents=True, exist_ok=True)
+    with (var_dir / "node.log").open("ab") as log:
+        process = Popen([sys.executable, "-m", "lungpath", "serve"], env=env, stdout=log,
+                        stderr=STDOUT, cwd=var_dir)
+    try:
+        _wait_for_echo(port, process, var_dir / "node.log")
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def _wait_for_echo(port: int, process: Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the node exited ({process.returncode}): {log.read_text()}")
+        assoc = associate(port, [(Verification, [ExplicitVRLittleEndian])])
+        if assoc.is_established:
+            assoc.release()
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the node does not answer on port {port}: {log.read_text()}")
