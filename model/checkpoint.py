@@ -88,7 +88,13 @@ class Checkpoint:
             )
         if not self.version:
             raise ValueError('Argument "version" must not be empty.')
-        IntendedUse(self.intended_use)
+        uses = [u.value for u in IntendedUse]
+        if self.intended_use not in uses:
+            raise ValueError(
+                f'Argument "intended_use" must be one of {", ".join(uses)}, '
+                f"got {self.intended_use!r}."
+            )
+        object.__setattr__(self, "intended_use", IntendedUse(self.intended_use))
         _check_plain("model_config", self.model_config)
         if not all(isinstance(v, int | float) and not isinstance(v, bool)
                    for v in self.metrics.values()):
@@ -243,7 +249,7 @@ def _from_payload(payload: object, path: Path) -> Checkpoint:
             state_dict=dict(payload["state_dict"]),
             crop_spec=CropSpec.from_dict(payload["crop_spec"]),
             version=str(payload["version"]),
-            intended_use=IntendedUse(payload["intended_use"]),
+            intended_use=payload["intended_use"],
             training_data=str(payload["training_data"]),
             metrics=dict(payload["metrics"]),
             created=str(payload["created"]),

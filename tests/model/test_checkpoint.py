@@ -151,6 +151,7 @@ def test_a_file_with_arbitrary_objects_is_refused_without_running_them(
         ({"model_name": "vgg"}, "model_name"),
         ({"version": ""}, "version"),
         ({"metrics": {"auc": "high"}}, "metrics"),
+        ({"intended_use": "clinical"}, "intended_use"),
         ({"model_config": {"growth": object()}}, "model_config"),
     ],
 )
