@@ -1,0 +1,71 @@
+"""The research interlock, ``lungpath resend`` and ``lungpath reanalyze`` with real processes.
+
+The test checkpoint's intended use is research-synthetic: with ``research_mode`` off its
+results are stored, audited and held; a worker in research mode delivers them on ``resend``;
+``reanalyze`` makes a new revision whose result names the first one as its predecessor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset
+
+from pipeline.delivery import HELD
+from tests.db.conftest import sqlite_template
+from tests.integration.orchestration import (
+    ALL_KINDS,
+    Pacs,
+    make_stack,
+    pacs,
+    send_study,
+    study_template,
+    tiny_checkpoint,
+    wait_for,
+)
+from tests.integration.test_orchestration_embedded import embedded_broker
+
+__all__ = ["pacs", "sqlite_template", "study_template", "tiny_checkpoint"]
+
+pytestmark = pytest.mark.slow
+
+
+def test_held_without_research_mode_then_resend_and_reanalyze(
+        tmp_path: Path, sqlite_template: Path, tiny_checkpoint: Path,
+        study_template: list[Dataset], pacs: Pacs) -> None:
+    stack = make_stack(tmp_path, sqlite_template, embedded_broker(tmp_path), tiny_checkpoint,
+                       pacs, research_mode=False)
+    try:
+        stack.node()
+        clinical = stack.worker()
+        study_uid = send_study(stack.node_port, study_template)
+        assert stack.wait_state(study_uid, "DONE", "FAILED").state == "DONE"
+        wait_for(lambda: len(stack.deliveries(study_uid)) == 3
+                 and all(d.last_status == HELD for d in stack.deliveries(study_uid)),
+                 "deliveries held", stack)
+        held = [e for e in stack.audit_cli("events", "--study", study_uid)
+                if e["event_type"] == "delivery.failed"]
+        assert len(held) == 3 and all(e["detail"]["held"] for e in held)
+        assert pacs.count(study_uid) == 0
+
+        stack.kill(clinical)
+        stack.worker(LUNGPATH_RESEARCH_MODE="true")
+        answer = stack.cli("resend", study_uid)
+        assert answer.returncode == 0, answer.stderr
+        stack.wait_delivered(study_uid, pacs, ALL_KINDS)
+        assert stack.count_events(study_uid, "delivery.resend") == 1
+
+        answer = stack.cli("reanalyze", study_uid)
+        assert answer.returncode == 0, answer.stderr
+        assert "revision 2" in answer.stdout
+        wait_for(lambda: len(stack.results(study_uid)) == 2, "a second result", stack)
+        first, second = sorted(stack.results(study_uid), key=lambda r: r.revision)
+        assert (second.revision, second.predecessor_id) == (2, first.id)
+        wait_for(lambda: any(d.result_id == second.id and d.delivered_at
+                             for d in stack.deliveries(study_uid)), "revision 2 sent", stack)
+        assert stack.count_events(study_uid, "study.reanalysis") == 1
+        refused = stack.cli("reanalyze", "1.2.3.4.5")
+        assert refused.returncode == 1 and "no such study" in refused.stderr
+    finally:
+        stack.stop_all()
