@@ -2,7 +2,7 @@
 
 Full-resolution multi-scale filtering of a whole study costs tens of seconds (MEASURED.md),
 so the search runs on a coarse grid restricted to the lungs' bounding box:
-1. the box is shrunk by averaging to about ``GRID_MM``; HU are clipped to [-1000, -300] so a
+1. the box is shrunk by averaging to about ``GRID_MM``; HU are clipped to [-1000, -500] so a
    pure ground-glass nodule (-700..-500 HU) is not drowned by vessels (40 HU), and voxels
    outside the (slightly dilated) lung mask read as parenchyma, so the chest wall gives no
    response;
@@ -32,11 +32,11 @@ GRID_MM = 1.8
 #: Smoothing scales (mm); a blob of radius r answers best at sigma = r / sqrt(3).
 SCALES_MM = (1.5, 2.1, 3.0, 4.2, 6.0, 8.5)
 COARSE_FROM_MM = 3.0
-CLIP_HU = (-1000.0, -300.0)
+CLIP_HU = (-1000.0, -500.0)
 PARENCHYMA_HU = -850.0
-MIN_BLOB_RATIO = 0.3
+MIN_BLOB_RATIO = 0.5
 #: Blob measure (HU) below which a local maximum is not a candidate.
-MIN_SCORE = 25.0
+MIN_SCORE = 15.0
 #: Candidates kept per scale before suppression, and in all after it.
 PER_SCALE = 300
 MAX_CANDIDATES = 60

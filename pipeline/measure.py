@@ -8,8 +8,9 @@ third of the nodule's size, and only the component at the centre is kept.
 
 Measurements follow the usual radiological conventions: long axis = the longest diameter on
 the axial image through the centre, short axis = the longest diameter perpendicular to it on
-the same image; solid component = the part above half the contrast of soft tissue (-425 HU on
-a -850 HU parenchyma); CTR = solid long axis / long axis.
+the same image; solid component = the part above half-way from the nodule's ground-glass level
+to soft tissue (about -300 HU), the whole nodule when it has no ground-glass rim; CTR = solid
+long axis / long axis.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ DEFAULT_PARENCHYMA_HU = -850.0
 EDGE_DEPTH_MM = (0.6, 1.8)
 #: Half the edge of the largest box searched: a 30 mm nodule with lobulation fits.
 MAX_BOX_RADIUS_MM = 24.0
+THRESHOLD_ROUNDS = 4
+#: A nodule whose edge is this dense has no ground-glass rim: it is solid throughout.
+SOLID_EDGE_HU = -300.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class NoduleRegion:
         mask: boolean segmentation of the box.
         hu: the box's HU (float32, lightly smoothed).
         parenchyma_hu / threshold_hu: the local background and the cut used.
+        edge_hu: median HU just inside the surface (the ground-glass level, or the solid's).
         elongation: sqrt of the largest / smallest principal variance (1 = sphere).
         cut_fraction: share of the thresholded component removed by the opening (vessels).
     """
@@ -55,6 +60,7 @@ class NoduleRegion:
     hu: np.ndarray
     parenchyma_hu: float
     threshold_hu: float
+    edge_hu: float
     elongation: float
     cut_fraction: float
 
@@ -108,18 +114,24 @@ def _segment_in_box(
     parenchyma = hu[hu < PARENCHYMA_MAX_HU]
     background = float(np.median(parenchyma)) if parenchyma.size > 50 else DEFAULT_PARENCHYMA_HU
     ball = float(np.clip(0.35 * diameter_mm, 1.2, 5.0))
-    first = _component(hu > background + MIN_CONTRAST_HU, seed, ball, spacing, diameter_mm)
-    if first is None:
+    threshold = background + MIN_CONTRAST_HU
+    found = _component(hu > threshold, seed, ball, spacing, diameter_mm)
+    edge = background
+    for _ in range(THRESHOLD_ROUNDS):  # the cut moves in until it sits at half the edge
+        if found is None:
+            return None
+        edge = _edge_density(hu, found[0], spacing)
+        previous = threshold
+        threshold = background + max(MIN_CONTRAST_HU, 0.5 * (edge - background))
+        if abs(threshold - previous) < 10.0:
+            break
+        found = _component(hu > threshold, seed, ball, spacing, diameter_mm)
+    if found is None:
         return None
-    edge = _edge_density(hu, first[0], spacing)
-    threshold = background + max(MIN_CONTRAST_HU, 0.5 * (edge - background))
-    final = _component(hu > threshold, seed, ball, spacing, diameter_mm)
-    if final is None:
-        return None
-    mask, cut = final
+    mask, cut = found
     return NoduleRegion(
         start=(int(start[0]), int(start[1]), int(start[2])),
-        mask=mask, hu=hu, parenchyma_hu=background, threshold_hu=threshold,
+        mask=mask, hu=hu, parenchyma_hu=background, threshold_hu=threshold, edge_hu=edge,
         elongation=_elongation(mask, spacing), cut_fraction=cut,
     )
 
@@ -147,7 +159,7 @@ def _component(
     above: np.ndarray, seed: np.ndarray, ball: float, spacing: np.ndarray, diameter: float
 ) -> tuple[np.ndarray, float] | None:
     """The component of ``above`` nearest ``seed``, opened with a ball of radius ``ball`` mm
-    to cut vessels, and the share of it the opening removed."""
+    to cut vessels, and the share of it the cut removed."""
     labels, n = ndimage.label(above)
     if n == 0:
         return None
@@ -162,7 +174,8 @@ def _component(
     piece = _nearest_label(pieces, seed, spacing, max(3.0, diameter / 2))
     if piece == 0:
         return None
-    mask = pieces == piece
+    # the polyhedral element shaves the nodule's surface too: give back one voxel layer
+    mask = ndimage.binary_dilation(pieces == piece, structure=_CROSS) & raw
     return mask, 1.0 - float(mask.sum()) / float(raw.sum())
 
 
@@ -179,7 +192,8 @@ def _nearest_label(labels: np.ndarray, seed: np.ndarray, spacing: np.ndarray, re
 def _edge_density(hu: np.ndarray, mask: np.ndarray, spacing: np.ndarray) -> float:
     """Median HU just inside the mask's surface: the ground-glass rim, or the solid edge."""
     depth = ndimage.distance_transform_edt(mask, sampling=spacing)
-    ring = (depth >= EDGE_DEPTH_MM[0]) & (depth <= EDGE_DEPTH_MM[1])
+    inner = max(EDGE_DEPTH_MM[0], float(np.mean(spacing)))  # below one voxel: partial volume
+    ring = (depth >= inner) & (depth <= inner + EDGE_DEPTH_MM[1] - EDGE_DEPTH_MM[0])
     values = hu[ring] if ring.sum() >= 8 else hu[mask]
     return float(np.median(values))
 
@@ -213,8 +227,7 @@ def measure_nodule(
         axial = region.mask[k]
     pixel = spacing[1:]
     long_axis, short_axis = _axes(axial, pixel)
-    solid_hu = region.parenchyma_hu + 0.5 * (SOFT_TISSUE_HU - region.parenchyma_hu)
-    solid = axial & (region.hu[k] > solid_hu)
+    solid = axial & (region.hu[k] > solid_threshold(region))
     solid_long = _axes(_largest(solid), pixel)[0] if solid.any() else 0.0
     z = region.start[0] + k
     return NoduleMeasurements(
@@ -230,6 +243,14 @@ def measure_nodule(
         outline_image_uid=volume.sop_instance_uids[z],
         outline=_outline(axial, region.start[1], region.start[2]),
     )
+
+
+def solid_threshold(region: NoduleRegion) -> float:
+    """HU above which the nodule counts as solid: half-way from its ground-glass level to soft
+    tissue, or its whole extent when it has no ground-glass rim."""
+    if region.edge_hu >= SOLID_EDGE_HU:
+        return region.threshold_hu
+    return 0.5 * (region.edge_hu + SOFT_TISSUE_HU)
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from pipeline.analysis_input import GivenNodule
 from pipeline.detect import Candidate, find_candidates
 from pipeline.findings import NoduleMeasurements
 from pipeline.lungmask import LungMask, shrink_factors
@@ -26,18 +27,24 @@ from pipeline.volume import Volume
 REFINED = 30
 MAX_ELONGATION = 2.2
 DIAMETER_RANGE_MM = (4.0, 35.0)
-MIN_SCORE = 25.0
 #: In-plane spacing of the copy candidates are screened on.
 SCREEN_MM = 1.4
+#: Size assumed for a nodule given as a single point.
+GIVEN_DIAMETER_MM = 10.0
 
 
 @dataclass(frozen=True)
 class DetectedNodule:
-    """A nodule found by the pipeline: the candidate, its segmentation and measurements."""
+    """A nodule to analyse: where it came from, its segmentation and measurements.
+
+    Attributes:
+        source: "detected", or the SEG/SR region it was given by (``GivenNodule.source``).
+    """
 
     candidate: Candidate
     region: NoduleRegion
     measurements: NoduleMeasurements
+    source: str = "detected"
 
 
 def nodule_shaped(region: NoduleRegion | None, spacing: Sequence[float]) -> bool:
@@ -77,12 +84,27 @@ def find_nodules(volume: Volume, lungs: LungMask) -> list[DetectedNodule]:
     found: list[DetectedNodule] = []
     screen = screening_copy(volume)
     for candidate in find_candidates(volume.image, lungs)[:REFINED]:
-        if candidate.score < MIN_SCORE:
-            break
         nodule = refine(volume, lungs, candidate, screen)
         if nodule is not None and not any(_same(nodule, other) for other in found):
             found.append(nodule)
     return found
+
+
+def measure_given(
+    volume: Volume, lungs: LungMask, given: Sequence[GivenNodule]
+) -> list[DetectedNodule]:
+    """Segment and measure nodules given in the study (no shape screening: a reader or
+    another system marked them). A marking with nothing denser than lung under it is
+    skipped."""
+    out = []
+    for nodule in given:
+        diameter = nodule.diameter_mm or GIVEN_DIAMETER_MM
+        candidate = Candidate(nodule.centre_mm, diameter, score=0.0, blob_ratio=1.0)
+        region = segment_nodule(volume.voxels, volume.image, nodule.centre_mm, diameter)
+        if region is not None:
+            measurements = measure_nodule(volume, region, lungs)
+            out.append(DetectedNodule(candidate, region, measurements, nodule.source))
+    return out
 
 
 def _same(a: DetectedNodule, b: DetectedNodule) -> bool:

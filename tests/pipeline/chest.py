@@ -33,9 +33,11 @@ class Tube:
     hu: float
 
 
-def _points() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    z, y, x = np.indices(SHAPE, dtype=np.float32)
-    return (ORIGIN[0] + x * SPACING[0], ORIGIN[1] + y * SPACING[1], ORIGIN[2] + z * SPACING[2])
+def _points(
+    shape: tuple[int, int, int], origin: Sequence[float], spacing: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    z, y, x = np.indices(shape, dtype=np.float32)
+    return (origin[0] + x * spacing[0], origin[1] + y * spacing[1], origin[2] + z * spacing[2])
 
 
 def _segment_distance(
@@ -56,7 +58,7 @@ def chest(
     seed: int = 0,
 ) -> sitk.Image:
     """An int16 HU image; ``lung_gap_mm`` 0 makes the lungs touch in the midline."""
-    x, y, z = _points()
+    x, y, z = _points(SHAPE, ORIGIN, SPACING)
     hu = np.full(SHAPE, -1000.0, dtype=np.float32)
     hu[(x / 140) ** 2 + (y / 100) ** 2 <= 1] = 40
     half = lung_gap_mm / 2
@@ -67,14 +69,40 @@ def chest(
     if airways:
         shapes += [Tube((0, -20, 90), (0, -20, 30), 8, -1000)]
         shapes += [Tube((0, -20, 30), (s * (half + 45), -10, 10), 5, -1000) for s in (-1, 1)]
-    for tube in shapes:
-        hu[_segment_distance((x, y, z), tube.start, tube.end) <= tube.radius] = tube.hu
+    return _finish(hu, (x, y, z), balls, shapes, SPACING, ORIGIN, noise_hu, seed)
+
+
+def patch(
+    balls: Sequence[Ball],
+    tubes: Sequence[Tube] = (),
+    centre: Sequence[float] = (0.0, 0.0, 0.0),
+    spacing: Sequence[float] = (0.7, 0.7, 1.0),
+    size_mm: float = 48.0,
+    noise_hu: float = 12.0,
+    seed: int = 0,
+) -> sitk.Image:
+    """A cube of lung parenchyma (-850 HU) at a CT's resolution, for measurement tests."""
+    shape = tuple(int(size_mm / s) for s in spacing[::-1])
+    origin = [c - size_mm / 2 for c in centre]
+    points = _points(shape, origin, spacing)  # type: ignore[arg-type]
+    hu = np.full(shape, -850.0, dtype=np.float32)
+    return _finish(hu, points, balls, tubes, spacing, origin, noise_hu, seed)
+
+
+def _finish(
+    hu: np.ndarray, points: tuple[np.ndarray, ...], balls: Sequence[Ball],
+    tubes: Sequence[Tube], spacing: Sequence[float], origin: Sequence[float],
+    noise_hu: float, seed: int,
+) -> sitk.Image:
+    """Draw tubes then balls, blur (0.6 mm), add noise, store as int16."""
+    for tube in tubes:
+        hu[_segment_distance(points, tube.start, tube.end) <= tube.radius] = tube.hu
     for ball in balls:
-        r2 = sum((p - c) ** 2 for p, c in zip((x, y, z), ball.centre, strict=True))
+        r2 = sum((p - c) ** 2 for p, c in zip(points, ball.centre, strict=True))
         hu[r2 <= (ball.diameter / 2) ** 2] = ball.hu
-    hu = ndimage.gaussian_filter(hu, 0.6)
-    hu += np.random.default_rng(seed).normal(0, noise_hu, SHAPE).astype(np.float32)
+    hu = ndimage.gaussian_filter(hu, [0.6 / s for s in spacing[::-1]])
+    hu += np.random.default_rng(seed).normal(0, noise_hu, hu.shape).astype(np.float32)
     image = sitk.GetImageFromArray(np.clip(np.rint(hu), -1024, 3000).astype(np.int16))
-    image.SetSpacing(SPACING)
-    image.SetOrigin(ORIGIN)
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetOrigin(tuple(float(o) for o in origin))
     return image
