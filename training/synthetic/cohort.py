@@ -46,8 +46,9 @@ def parallel_map(
         raise ValueError(f'Argument "workers" must be >= 1, got {workers}.')
     if workers == 1 or count <= 1:
         return list(_progress(map(function, range(count)), count, label))
+    chunk = max(1, count // (workers * 16))  # fewer round trips for many small items
     with ProcessPoolExecutor(workers) as pool:
-        return list(_progress(pool.map(function, range(count)), count, label))
+        return list(_progress(pool.map(function, range(count), chunksize=chunk), count, label))
 
 
 def _progress(results: Iterable[T], count: int, label: str | None) -> Iterable[T]:

@@ -68,12 +68,13 @@ class Grid:
         x = (ox + sx * np.arange(x0, x1, dtype=np.float64)).astype(np.float32)
         return z[:, None, None], y[None, :, None], x[None, None, :]
 
-    def bounds(self, low_mm: ArrayLike, high_mm: ArrayLike) -> IndexBox:
-        """The index box of the voxels whose centres may lie in [low_mm, high_mm] (x, y, z)."""
-        low = (np.asarray(low_mm, dtype=np.float64) - self.origin) / self.spacing
-        high = (np.asarray(high_mm, dtype=np.float64) - self.origin) / self.spacing
+    def bounds(self, low_mm: Sequence[float], high_mm: Sequence[float]) -> IndexBox:
+        """The index box of the voxels whose centres may lie in [low_mm, high_mm] (x, y, z).
+        (Plain floats: called for every vessel segment of every region.)"""
         return tuple(  # type: ignore[return-value]
-            (math.floor(low[axis]), math.ceil(high[axis]) + 1) for axis in (2, 1, 0)
+            (math.floor((float(low_mm[axis]) - self.origin[axis]) / self.spacing[axis]),
+             math.ceil((float(high_mm[axis]) - self.origin[axis]) / self.spacing[axis]) + 1)
+            for axis in (2, 1, 0)
         )
 
     def index_of(self, point_mm: Sequence[float]) -> tuple[int, int, int]:
@@ -172,21 +173,19 @@ def ellipsoid_wall_distance(point: ArrayLike, centre: Vec3, semi: Vec3) -> float
     monotone there). Points outside return a negative distance along the ray.
     """
     p = np.asarray(point, dtype=np.float64)
-    q = [float(p[i]) - centre[i] for i in range(3)]
-    a2 = [s * s for s in semi]
-    rho2 = sum(qi * qi / ai2 for qi, ai2 in zip(q, a2, strict=True))
+    qx, qy, qz = float(p[0]) - centre[0], float(p[1]) - centre[1], float(p[2]) - centre[2]
+    ax, ay, az = semi[0] ** 2, semi[1] ** 2, semi[2] ** 2
+    rho2 = qx * qx / ax + qy * qy / ay + qz * qz / az
     if rho2 >= 1.0:
-        return -math.sqrt(sum(qi * qi for qi in q)) * (1 - 1 / math.sqrt(rho2))
-    lo, hi = -min(a2), 0.0
-    for _ in range(80):
+        return -math.sqrt(qx * qx + qy * qy + qz * qz) * (1 - 1 / math.sqrt(rho2))
+    lo, hi = -min(ax, ay, az), 0.0
+    for _ in range(60):
         t = 0.5 * (lo + hi)
-        value = sum(ai2 * qi * qi / (t + ai2) ** 2 for qi, ai2 in zip(q, a2, strict=True))
-        if value > 1.0:
-            lo = t
-        else:
-            hi = t
+        value = ax * (qx / (t + ax)) ** 2 + ay * (qy / (t + ay)) ** 2 + az * (qz / (t + az)) ** 2
+        lo, hi = (t, hi) if value > 1.0 else (lo, t)
     t = 0.5 * (lo + hi)
-    return math.sqrt(sum((ai2 * qi / (t + ai2) - qi) ** 2 for qi, ai2 in zip(q, a2, strict=True)))
+    return math.sqrt((ax * qx / (t + ax) - qx) ** 2 + (ay * qy / (t + ay) - qy) ** 2
+                     + (az * qz / (t + az) - qz) ** 2)
 
 
 def random_unit_vector(rng: np.random.Generator) -> np.ndarray:

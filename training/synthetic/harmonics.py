@@ -8,7 +8,7 @@ on a nodule's voxels is plain numpy, with no angles and no special-function call
 from __future__ import annotations
 
 import math
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 from numpy.polynomial import legendre
@@ -93,11 +93,15 @@ def combine(coefficients: np.ndarray, ux: np.ndarray, uy: np.ndarray, uz: np.nda
     return total
 
 
-def value_at(coefficients: np.ndarray, u: tuple[float, float, float]) -> float:
+@lru_cache(maxsize=64)
+def _weights(coefficients: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(float(w) for w in _to_monomials() @ np.asarray(coefficients))
+
+
+def value_at(coefficients: tuple[float, ...], u: tuple[float, float, float]) -> float:
     """Y at one unit direction (plain floats: no array overhead for spikes and bubbles)."""
-    weights = _to_monomials() @ np.asarray(coefficients, dtype=np.float64)
     x, y, z = u
-    terms = zip(MONOMIALS, weights, strict=True)
+    terms = zip(MONOMIALS, _weights(coefficients), strict=True)
     return float(sum(w * x**a * y**b * z**c for (a, b, c), w in terms))
 
 

@@ -105,7 +105,7 @@ class NoduleShape:
         """1 + a * Y(u) for one unit direction."""
         if self.lobulation == 0:
             return 1.0
-        y = harmonics.value_at(np.asarray(self.harmonics), (float(u[0]), float(u[1]), float(u[2])))
+        y = harmonics.value_at(self.harmonics, (float(u[0]), float(u[1]), float(u[2])))
         return 1.0 + self.lobulation * y
 
     def spike_start(self, spike: Spike) -> np.ndarray:
@@ -275,7 +275,7 @@ def nodule_layers(
 def nodule_box(grid: Grid, centre: Vec3, shape: NoduleShape) -> IndexBox:
     """The index box outside which the nodule changes nothing."""
     reach = shape.extent_mm
-    return grid.bounds(np.subtract(centre, reach), np.add(centre, reach))
+    return grid.bounds([c - reach for c in centre], [c + reach for c in centre])
 
 
 def _offsets(grid: Grid, box: IndexBox, centre: Vec3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

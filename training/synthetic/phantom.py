@@ -121,7 +121,7 @@ def _lung(side: int, a: float, b: float, fat: float, width: float, cc: float) ->
     scale = 1.0
     if not fits(1.0):
         lo, hi = 0.0, 1.0
-        for _ in range(24):
+        for _ in range(16):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if fits(mid) else (lo, mid)
         scale = lo
@@ -214,8 +214,8 @@ def _draw_lung(field: np.ndarray, grid: Grid, region: IndexBox, lung: Lung, hu: 
     depth along the ray."""
     edge = grid.edge_mm
     reach = np.asarray(lung.semi_axes) + edge
-    low, high = np.subtract(lung.centre, reach), np.add(lung.centre, reach)
-    hit = intersect(region, grid.bounds(low, high))
+    hit = intersect(region, grid.bounds(np.subtract(lung.centre, reach).tolist(),
+                                        np.add(lung.centre, reach).tolist()))
     if hit is None:
         return
     box, local = hit
@@ -236,8 +236,8 @@ def _draw_lung(field: np.ndarray, grid: Grid, region: IndexBox, lung: Lung, hu: 
 
 def _draw_vessel(field: np.ndarray, grid: Grid, region: IndexBox, vessel: Vessel) -> None:
     reach = vessel.radius_mm + grid.edge_mm
-    low = np.minimum(vessel.start, vessel.end) - reach
-    high = np.maximum(vessel.start, vessel.end) + reach
+    low = [min(a, b) - reach for a, b in zip(vessel.start, vessel.end, strict=True)]
+    high = [max(a, b) + reach for a, b in zip(vessel.start, vessel.end, strict=True)]
     hit = intersect(region, grid.bounds(low, high))
     if hit is None:
         return

@@ -86,7 +86,8 @@ def generate_study(
             thin.write(k + 1, to_int16(hu[k - k0], RESCALE_INTERCEPT), _position(grid, k))
         if projection is not None and thick is not None:
             projection[k0:k1] = hu.mean(axis=1)
-            np.add.at(thick, np.arange(k0, k1) // group, hu)
+            for k in range(k0, k1):
+                thick[k // group] += hu[k - k0]
     series = [_series_truth(thin, "thin")]
     if projection is not None and thick is not None:
         series.append(_write_localizer(out_dir, identity, grid, projection, seed, index))
@@ -121,7 +122,7 @@ def _write_localizer(out_dir: Path, identity: StudyIdentity, grid: Grid, project
         number=1, description="Topogram 0.6 AP", kernel="T20s",
         image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), rows=nz, columns=nx,
         pixel_spacing=(dz, px), slice_thickness_mm=None, orientation=CORONAL_ORIENTATION,
-        window=(0, 1500),
+        window=(-500, 1000),
     ), seed, index)
     ox, _, oz = grid.origin
     top = (ox, 0.0, oz + (nz - 1) * dz)
