@@ -181,7 +181,8 @@ def node_run(work: Path, database_url: str, folders: list[Path], receivers: int)
     env = {**os.environ, "LUNGPATH_VAR_DIR": str(var), "LUNGPATH_DATABASE_URL": database_url,
            "LUNGPATH_PORT": str(port), "LUNGPATH_STABLE_SECONDS": "3600",
            "LUNGPATH_MIN_FREE_DISK_MB": "0", "LUNGPATH_LOG_LEVEL": "WARNING",
-           "LUNGPATH_RECEIVERS": str(receivers), "LUNGPATH_MAX_ASSOCIATIONS": "16"}
+           "LUNGPATH_RECEIVERS": str(receivers), "LUNGPATH_MAX_ASSOCIATIONS": "16",
+           "LUNGPATH_EMBEDDED_WORKER": "false"}
     return measure([str(LUNGPATH), "serve"], env, port, "LUNGPATH", folders, work / "node.log")
 
 

@@ -198,7 +198,7 @@ def node_process(var_dir: Path, db_url: str, port: int, **settings: str) -> Iter
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUNGPATH_")}
     env |= {"LUNGPATH_VAR_DIR": str(var_dir), "LUNGPATH_DATABASE_URL": db_url,
             "LUNGPATH_PORT": str(port), "LUNGPATH_MIN_FREE_DISK_MB": "0",
-            "LUNGPATH_LOG_LEVEL": "WARNING"}
+            "LUNGPATH_LOG_LEVEL": "WARNING", "LUNGPATH_EMBEDDED_WORKER": "false"}
     env |= {f"LUNGPATH_{k.upper()}": v for k, v in settings.items()}
     var_dir.mkdir(parents=True, exist_ok=True)
     with (var_dir / "node.log").open("ab") as log:
