@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from lungpath.cli import main
+from lungpath.cli import fail, main
 
 
 def _cohort_options(f: click.decorators.FC) -> click.decorators.FC:
     for option in reversed([
         click.option("--n", "count", type=click.IntRange(min=1), default=10, show_default=True,
                      help="How many studies, boxes or nodules."),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Cohort seed; the same seed gives the same files."),
         click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True),
         click.option("--acquisition", type=click.Choice(["standard", "fast"]),
                      default="standard", show_default=True),
@@ -22,6 +25,15 @@ def _cohort_options(f: click.decorators.FC) -> click.decorators.FC:
     ]):
         f = option(f)
     return f
+
+
+@contextmanager
+def _writing_to(out: Path) -> Iterator[None]:
+    """End with one line, not a traceback, when the output folder cannot be written."""
+    try:
+        yield
+    except OSError as e:
+        fail(f"cannot write the synthetic data to {out}: {e.strerror or e}")
 
 
 @main.group()
@@ -42,8 +54,9 @@ def studies(count: int, seed: int, out: Path, acquisition: str, workers: int | N
     """
     from training.synthetic.cohort import generate_studies
 
-    truths = generate_studies(out, count, seed=seed, acquisition=acquisition, workers=workers,
-                              extra_series=extra_series, progress=True)
+    with _writing_to(out):
+        truths = generate_studies(out, count, seed=seed, acquisition=acquisition,
+                                  workers=workers, extra_series=extra_series, progress=True)
     nodules = sum(len(t.nodules) for t in truths)
     click.echo(f"wrote {len(truths)} studies with {nodules} nodules to {out}")
 
@@ -63,9 +76,10 @@ def boxes(count: int, seed: int, out: Path, acquisition: str, workers: int | Non
     """
     from training.synthetic.cohort import generate_boxes
 
-    rows = generate_boxes(out, count, seed=seed, acquisition=acquisition,
-                          labelled=not unlabelled, workers=workers, box_mm=box_mm,
-                          progress=True)
+    with _writing_to(out):
+        rows = generate_boxes(out, count, seed=seed, acquisition=acquisition,
+                              labelled=not unlabelled, workers=workers, box_mm=box_mm,
+                              progress=True)
     click.echo(f"wrote {len(rows)} {'unlabelled' if unlabelled else 'labelled'} boxes to {out}")
 
 
@@ -78,6 +92,7 @@ def preview(count: int, seed: int, out: Path, acquisition: str, workers: int | N
     """
     from training.synthetic.preview import render_preview
 
-    path = render_preview(out, per_class=count, seed=seed, acquisition=acquisition,
-                          workers=workers, progress=True)
+    with _writing_to(out):
+        path = render_preview(out, per_class=count, seed=seed, acquisition=acquisition,
+                              workers=workers, progress=True)
     click.echo(f"wrote {path}")

@@ -41,9 +41,9 @@ def parallel_map(
     in index order, with a progress bar when ``label`` is given."""
     if count < 0:
         raise ValueError(f'Argument "count" must be >= 0, got {count}.')
-    workers = workers or os.cpu_count() or 1
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise ValueError(f'Argument "workers" must be >= 1, got {workers}.')
+    workers = workers or os.cpu_count() or 1
     if workers == 1 or count <= 1:
         return list(_progress(map(function, range(count)), count, label))
     chunk = max(1, count // (workers * 16))  # fewer round trips for many small items

@@ -60,3 +60,18 @@ def test_cli_refuses_a_bad_acquisition(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["synth", "boxes", "--out", str(tmp_path),
                                        "--acquisition", "slow"])
     assert result.exit_code == 2 and "slow" in result.output
+
+
+def test_cli_reports_an_unwritable_output_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(main, ["synth", "studies", "--n", "1", "--acquisition", "fast",
+                                       "--workers", "1", "--out", str(blocker / "studies")])
+    assert result.exit_code == 1
+    assert "cannot write the synthetic data" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_refuses_a_negative_seed(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["synth", "boxes", "--out", str(tmp_path), "--seed", "-1"])
+    assert result.exit_code == 2 and "--seed" in result.output
