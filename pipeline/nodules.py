@@ -81,9 +81,16 @@ def screening_copy(volume: Volume) -> tuple[np.ndarray, sitk.Image]:
 
 def find_nodules(volume: Volume, lungs: LungMask) -> list[DetectedNodule]:
     """The nodules of a study, strongest first."""
+    return refine_candidates(volume, lungs, find_candidates(volume.image, lungs))
+
+
+def refine_candidates(
+    volume: Volume, lungs: LungMask, candidates: Sequence[Candidate]
+) -> list[DetectedNodule]:
+    """Refine the ``REFINED`` strongest candidates; merge those that found the same nodule."""
     found: list[DetectedNodule] = []
     screen = screening_copy(volume)
-    for candidate in find_candidates(volume.image, lungs)[:REFINED]:
+    for candidate in candidates[:REFINED]:
         nodule = refine(volume, lungs, candidate, screen)
         if nodule is not None and not any(_same(nodule, other) for other in found):
             found.append(nodule)
