@@ -74,11 +74,10 @@ def generate_study(
         pixel_spacing=(px, px), slice_thickness_mm=dz, orientation=AXIAL_ORIENTATION,
         window=LUNG_WINDOW,
     ), seed, index)
-    group = max(1, round(THICK_MM / dz))
     projection = thick = None
     if extra_series:
         projection = np.zeros((nz, nx), dtype=np.float32)
-        thick = np.zeros(((nz + group - 1) // group, ny, nx), dtype=np.float32)
+        thick = np.zeros((max(1, int(nz * dz // THICK_MM)), ny, nx), dtype=np.float32)
     for k0 in range(0, nz, SLAB_SLICES):
         k1 = min(nz, k0 + SLAB_SLICES)
         hu = render_region(scene, ((k0, k1), (0, ny), (0, nx)), noise_rng)
@@ -87,11 +86,12 @@ def generate_study(
         if projection is not None and thick is not None:
             projection[k0:k1] = hu.mean(axis=1)
             for k in range(k0, k1):
-                thick[k // group] += hu[k - k0]
+                for j, weight in _slab_weights(k, dz, len(thick)):
+                    thick[j] += np.float32(weight) * hu[k - k0]
     series = [_series_truth(thin, "thin")]
     if projection is not None and thick is not None:
         series.append(_write_localizer(out_dir, identity, grid, projection, seed, index))
-        series.append(_write_thick(out_dir, identity, grid, thick, group, seed, index))
+        series.append(_write_thick(out_dir, identity, grid, thick, seed, index))
     truth = StudyTruth(
         seed=seed, index=index, patient_id=identity.patient_id, study_uid=identity.study_uid,
         frame_of_reference_uid=identity.frame_of_reference_uid, acquisition=acq,
@@ -130,21 +130,36 @@ def _write_localizer(out_dir: Path, identity: StudyIdentity, grid: Grid, project
     return _series_truth(writer, "localizer")
 
 
-def _write_thick(out_dir: Path, identity: StudyIdentity, grid: Grid, sums: np.ndarray,
-                 group: int, seed: int, index: int) -> SeriesTruth:
-    """Slabs of ``group`` thin slices averaged, smoothed in-plane like a soft-tissue kernel."""
-    nz = grid.shape[0]
+def _slab_weights(k: int, dz: float, slabs: int) -> list[tuple[int, float]]:
+    """The 5 mm slabs thin slice ``k`` falls in, with the fraction of each slab it fills.
+
+    Slab j spans [5j, 5j + 5) mm from the bottom edge of the first thin slice, so the thick
+    series has exactly 5 mm slices and spacing whatever the thin slice thickness.
+    """
+    low, high = k * dz, (k + 1) * dz
+    first, last = int(low // THICK_MM), min(slabs - 1, int(high // THICK_MM))
+    return [
+        (j, (min(high, (j + 1) * THICK_MM) - max(low, j * THICK_MM)) / THICK_MM)
+        for j in range(first, last + 1)
+        if min(high, (j + 1) * THICK_MM) > max(low, j * THICK_MM)
+    ]
+
+
+def _write_thick(out_dir: Path, identity: StudyIdentity, grid: Grid, slabs: np.ndarray,
+                 seed: int, index: int) -> SeriesTruth:
+    """The 5 mm slabs (averages of the thin slices), smoothed in-plane like a soft-tissue
+    kernel."""
     px, _, dz = grid.spacing
     writer = SeriesWriter(out_dir, identity, SeriesSpec(
-        number=3, description=f"Chest {group * dz:.1f} mm soft tissue", kernel="STANDARD",
+        number=3, description=f"Chest {THICK_MM:.1f} mm soft tissue", kernel="STANDARD",
         image_type=("DERIVED", "SECONDARY", "AXIAL"), rows=grid.shape[1], columns=grid.shape[2],
-        pixel_spacing=(px, px), slice_thickness_mm=group * dz, orientation=AXIAL_ORIENTATION,
+        pixel_spacing=(px, px), slice_thickness_mm=THICK_MM, orientation=AXIAL_ORIENTATION,
         window=SOFT_WINDOW,
     ), seed, index)
     ox, oy, oz = grid.origin
-    for j, total in enumerate(sums):
-        count = min(group, nz - j * group)
-        image = gaussian_filter(total / count, THICK_SMOOTHING_MM / px, truncate=3.0)
-        centre_z = oz + (j * group + (count - 1) / 2) * dz
+    bottom = oz - dz / 2
+    for j, slab in enumerate(slabs):
+        image = gaussian_filter(slab, THICK_SMOOTHING_MM / px, truncate=3.0)
+        centre_z = bottom + (j + 0.5) * THICK_MM
         writer.write(j + 1, to_int16(image, RESCALE_INTERCEPT), (ox, oy, centre_z))
     return _series_truth(writer, "thick")

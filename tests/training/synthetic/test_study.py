@@ -85,5 +85,8 @@ def test_truth_json_and_extra_series(study: tuple[Path, StudyTruth]) -> None:
     assert len(localizer) == 1 and "LOCALIZER" in localizer[0].ImageType
     thick = _series(folder, 3)
     assert thick and float(thick[0].SliceThickness) == pytest.approx(5.0)
+    z = np.array([float(s.ImagePositionPatient[2]) for s in thick])
+    assert np.allclose(np.diff(z), 5.0)
+    assert len(thick) == int(truth.slices * truth.acquisition.slice_thickness_mm // 5)
     assert {s.SeriesInstanceUID for s in thick}.isdisjoint({truth.series_uid})
     assert {s.StudyInstanceUID for s in [*thick, *localizer]} == {truth.study_uid}
