@@ -65,12 +65,12 @@ def purge_studies(engine: Engine, *, older_than: datetime, dry_run: bool, actor:
     ended before ``older_than`` and carried nothing that remains. Audit events stay."""
     report = PurgeReport()
     with transaction(engine) as session:
-        old = list(session.execute(
+        old = [(row.id, row.study_uid) for row in session.execute(
             select(Study.id, Study.study_uid).where(
                 Study.updated_at < older_than,
                 Study.state.not_in([StudyState.QUEUED, StudyState.PROCESSING]),
             ).order_by(Study.id)
-        ).tuples())
+        )]
     for start in range(0, len(old), batch):
         chunk = old[start:start + batch]
         ids = [study_id for study_id, _ in chunk]

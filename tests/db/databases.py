@@ -87,6 +87,8 @@ def fresh_url(request: pytest.FixtureRequest, backend: str, folder: Path,
         path = folder / "lungpath.db"
         if migrated:
             shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        else:
+            path.touch()  # an empty database, as a fresh server's would be
         return f"sqlite:///{path}"
     schemas: PostgresSchemas = request.getfixturevalue("postgres_schemas")
     return schemas.create(migrated=migrated)
