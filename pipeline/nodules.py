@@ -10,13 +10,14 @@ by the candidate's blob score and two candidates that segmented the same object 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from pydicom.dataset import Dataset
 
-from pipeline.analysis_input import GivenNodule
+from pipeline.analysis_input import GivenNodule, given_nodules
 from pipeline.detect import Candidate, find_candidates
 from pipeline.findings import NoduleMeasurements
 from pipeline.lungmask import LungMask, shrink_factors
@@ -77,6 +78,21 @@ def screening_copy(volume: Volume) -> tuple[np.ndarray, sitk.Image]:
     factors[2] = 1
     coarse = sitk.BinShrink(volume.image, factors)
     return sitk.GetArrayFromImage(coarse), coarse
+
+
+def study_nodules(
+    volume: Volume, lungs: LungMask, datasets: Iterable[Dataset], frame_of_reference_uid: str
+) -> tuple[list[DetectedNodule], str]:
+    """The nodules to analyse and where they came from (for the audit log): those given by a
+    foreign SEG or SR among ``datasets`` when there are any, else the detected ones."""
+    given = given_nodules(datasets, frame_of_reference_uid, volume)
+    if given:
+        nodules = measure_given(volume, lungs, given)
+        sources = sorted({g.source.split(" region")[0].split(" segment")[0] for g in given})
+        measured = f"{len(nodules)} of {len(given)} given nodules measured"
+        return nodules, f"{measured} ({', '.join(sources)})"
+    nodules = find_nodules(volume, lungs)
+    return nodules, f"{len(nodules)} nodules detected"
 
 
 def find_nodules(volume: Volume, lungs: LungMask) -> list[DetectedNodule]:

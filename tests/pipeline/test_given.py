@@ -10,7 +10,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from pipeline.analysis_input import given_nodules
-from pipeline.nodules import measure_given
+from pipeline.nodules import measure_given, study_nodules
 from pipeline.volume import Volume, assemble_volume
 from tests.pipeline.chest import Ball, patch
 from tests.pipeline.dicom_factory import ct_series
@@ -100,6 +100,17 @@ def test_a_foreign_seg_gives_its_nodule(series: list, volume: Volume) -> None:
     nodules = measure_given(volume, lungs_of(volume.image), given)
     assert len(nodules) == 1 and nodules[0].source == given[0].source
     assert nodules[0].measurements.equivalent_diameter_mm == pytest.approx(10.0, abs=1.0)
+
+
+def test_given_nodules_replace_detection(series: list, volume: Volume) -> None:
+    lungs, frame = lungs_of(volume.image), series[0].FrameOfReferenceUID
+    seg = _seg(series, volume, "Workstation Co")
+    nodules, reason = study_nodules(volume, lungs, [*series, seg], frame)
+    assert len(nodules) == 1 and nodules[0].source.startswith("SEG")
+    assert reason.startswith("1 of 1 given nodules measured (SEG ")
+    detected, reason = study_nodules(volume, lungs, series, frame)
+    assert reason == f"{len(detected)} nodules detected"
+    assert all(n.source == "detected" for n in detected)
 
 
 def test_a_foreign_sr_gives_its_regions(series: list, volume: Volume) -> None:
