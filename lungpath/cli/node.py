@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from lungpath.cli import Context, fail, main, not_available, pass_context
+from lungpath.cli import Context, fail, main, pass_context
 
 
 @main.command()
@@ -50,14 +50,33 @@ def worker(ctx: Context, device: str | None, queues: str, concurrency: int | Non
 
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Folder for the SR, SC and SEG the demo receives.")
+              help="New or empty folder for the results, database and logs "
+                   "(default: a new folder lungpath-demo-<time> here).")
 @click.option("--study", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="Send this DICOM study instead of generating a synthetic one.")
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Seed of the synthetic study.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
+              help="Seconds to wait for the SR before giving up.")
 @pass_context
-def demo(ctx: Context, out: Path | None, study: Path | None) -> None:
-    """Show the whole flow on one study: C-STORE in, SR back, findings and audit trail."""
-    ctx.settings(research_mode=True)
-    not_available("demo", "the end-to-end demo")
+def demo(ctx: Context, out: Path | None, study: Path | None, seed: int, timeout: float) -> None:
+    """Show the whole flow on one study: C-STORE in, SR back, findings and audit trail.
+
+    Starts a node and a worker in the embedded mode in a folder of their own (research
+    mode on: the shipped weights were trained on synthetic data), a Storage SCP as the PACS,
+    sends the study and prints the findings of the SR that comes back.
+    """
+    import time
+
+    from lungpath.demo import DemoError, DemoOptions, run_demo
+
+    settings = ctx.settings(research_mode=True)
+    folder = out or Path(time.strftime("lungpath-demo-%Y%m%d-%H%M%S"))
+    try:
+        run_demo(DemoOptions(out=folder, study=study, seed=seed, timeout_s=timeout,
+                             checkpoint=settings.checkpoint, device=settings.device))
+    except DemoError as e:
+        fail(str(e))
 
 
 @main.command()
