@@ -84,14 +84,17 @@ def compressed_copy(source: Path, cache: Path, name: str, syntax: str) -> Path:
 
 
 def timed(stages: dict[str, float], name: str, work: Callable[[], Any]) -> Any:
-    start = time.perf_counter()
+    """Run ``work``; record its wall seconds as ``name`` and its CPU seconds (both cores
+    together) as ``name + " cpu"``."""
+    start, cpu = time.perf_counter(), time.process_time()
     out = work()
     stages[name] = time.perf_counter() - start
+    stages[name + " cpu"] = time.process_time() - cpu
     return out
 
 
 def run(folder: Path) -> dict[str, float]:
-    """Seconds of each stage, files -> crops."""
+    """Wall and CPU seconds of each stage, files -> crops."""
     s: dict[str, float] = {}
     paths = sorted(folder.glob("*.dcm"))
     choice = timed(s, "select series", lambda: select_series(
@@ -102,7 +105,8 @@ def run(folder: Path) -> dict[str, float]:
     found = timed(s, "refine + measure", lambda: refine_candidates(volume, lungs, candidates))
     timed(s, "crops", lambda: crop_batch(
         volume.image, [n.measurements.centre_mm for n in found], CropSpec()))
-    s["total"] = sum(s.values())
+    s["total"] = sum(v for k, v in s.items() if not k.endswith(" cpu"))
+    s["total cpu"] = sum(v for k, v in s.items() if k.endswith(" cpu"))
     s["nodules"] = len(found)
     return s
 
@@ -118,22 +122,24 @@ def main() -> None:
     median = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
     result = BenchResult(name="crops", title="Stored study to crops, per stage (512 x 512 x 300)")
     result.add_table(f"Uncompressed (Explicit VR LE), median of {args.runs} runs, seconds", [
-        {"stage": k, "median s": f"{v:.2f}", "min s": f"{min(r[k] for r in runs):.2f}"}
-        for k, v in median.items() if k != "nodules"
+        {"stage": k, "wall s": f"{v:.2f}", "min wall s": f"{min(r[k] for r in runs):.2f}",
+         "CPU s": f"{median[k + ' cpu']:.2f}"}
+        for k, v in median.items() if k != "nodules" and not k.endswith(" cpu")
     ])
     rows = []
     for name, syntax in SYNTAXES.items():
         folder = compressed_copy(explicit, args.cache, name, syntax)
         r = run(folder)
         rows.append({"transfer syntax": name, "select s": f"{r['select series']:.2f}",
-                     "assemble s": f"{r['assemble volume']:.2f}", "total s": f"{r['total']:.2f}"})
+                     "assemble s": f"{r['assemble volume']:.2f}", "total s": f"{r['total']:.2f}",
+                     "total CPU s": f"{r['total cpu']:.2f}"})
     result.add_table("Compressed copies of the same study (one run each)", rows)
     result.add_target("uncompressed study -> crops", f"<= {BUDGET_S:.0f} s",
                       f"{median['total']:.2f} s", median["total"] <= BUDGET_S)
     result.notes.append(
         f"{int(median['nodules'])} nodules cropped. Load average (1 min) before the runs "
         f"{load_before:.1f}, after {os.getloadavg()[0]:.1f}: other work on a shared machine "
-        "slows every stage."
+        "slows every stage; CPU seconds (both cores summed) show the work itself."
     )
     print(write_result(result))
 

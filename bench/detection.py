@@ -109,7 +109,7 @@ def main() -> None:
         "mean error": f"{np.mean(errors):+.2f}", "95th pct |error|":
         f"{np.percentile(np.abs(errors), 95):.2f}", "max |error|": f"{np.max(np.abs(errors)):.2f}",
     }])
-    result.add_table("Seconds per study (median; 512 x 512 x 200-260 images)", [
+    result.add_table("Wall seconds per study (512 x 512, 220-280 images; a shared machine)", [
         {"stage": stage, "median s": f"{np.median([t[stage] for t in timings]):.2f}",
          "max s": f"{np.max([t[stage] for t in timings]):.2f}"} for stage in timings[0]
     ])
