@@ -43,6 +43,9 @@ class SeriesSummary:
         unusable: why the series cannot be analysed, or ``None`` when it can.
         slice_spacing_mm: distance between images along the normal (None when unusable).
         lung_kernel: whether ConvolutionKernel names a sharp/lung reconstruction.
+        sharpness: for a usable series without ConvolutionKernel, the median HU step between
+            neighbouring lung pixels of its middle image (sharp kernels leave more fine
+            texture and noise); ``None`` otherwise.
         headers: the parsed instances (pixel data left in the files), for
             ``pipeline.volume.assemble_volume`` so that nothing is parsed twice.
     """
@@ -56,6 +59,7 @@ class SeriesSummary:
     slice_spacing_mm: float | None
     lung_kernel: bool
     unusable: str | None
+    sharpness: float | None = None
     headers: tuple[Dataset, ...] = field(default=(), repr=False, compare=False)
 
     @property
@@ -124,6 +128,7 @@ def _summary(uid: str, members: list[tuple[Path, Dataset]], min_images: int) -> 
         slice_spacing_mm=spacing,
         lung_kernel=any(LUNG_KERNEL.search(k.strip()) for k in kernel.split("\\") if k),
         unusable=problem,
+        sharpness=_sharpness(members) if problem is None and not kernel.strip() else None,
         headers=tuple(ds for _, ds in members),
     )
 
@@ -161,6 +166,24 @@ def _geometry_problem(frames: list[ImageFrame], min_images: int) -> tuple[str | 
     return None, geometry.spacing[2]
 
 
+def _sharpness(members: list[tuple[Path, Dataset]]) -> float | None:
+    """Median |HU step| between horizontally neighbouring lung pixels (-1000..-500 HU) of the
+    middle image; ``None`` when it cannot be decoded or shows no lung."""
+    ds = members[len(members) // 2][1]
+    try:
+        pixels = np.asarray(ds.pixel_array, dtype=np.float32)
+    except (AttributeError, ValueError, RuntimeError, NotImplementedError):
+        return None
+    if pixels.ndim == 3:
+        pixels = pixels[len(pixels) // 2]
+    hu = pixels * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+    lung = (hu > -1000) & (hu < -500)
+    pairs = lung[:, 1:] & lung[:, :-1]
+    if pairs.sum() < 100:
+        return None
+    return float(np.median(np.abs(np.diff(hu, axis=1))[pairs]))
+
+
 def select_series(series: Sequence[SeriesSummary]) -> SeriesChoice:
     """Choose the series to analyse: thin slices first, then a lung kernel, then more images."""
     usable = [s for s in series if s.unusable is None]
@@ -176,6 +199,8 @@ def select_series(series: Sequence[SeriesSummary]) -> SeriesChoice:
     kernel = f"kernel {best.kernel or 'unknown'}"
     if best.lung_kernel:
         kernel = f"lung {kernel}"
+    elif best.sharpness is not None:
+        kernel += f", sharpness {best.sharpness:.0f} HU"
     others = [(s.series_instance_uid, f"less suitable than {best.label}") for s in ranked[1:]]
     reason = f"selected {best.label}: axial CT, {thin}, {kernel}"
     if len(ranked) > 1:
@@ -183,6 +208,9 @@ def select_series(series: Sequence[SeriesSummary]) -> SeriesChoice:
     return SeriesChoice(best, reason, tuple(others + passed))
 
 
-def _rank(s: SeriesSummary) -> tuple[bool, bool, float, int]:
+def _rank(s: SeriesSummary) -> tuple[bool, bool, float, float, int]:
+    """Thin first, then a lung kernel, then the sharper image (series without a kernel),
+    then thinner, then more images."""
     spacing = s.slice_spacing_mm or 99.0
-    return (spacing > THIN_SLICE_MM, not s.lung_kernel, round(spacing, 1), -s.n_images)
+    return (spacing > THIN_SLICE_MM, not s.lung_kernel, -(s.sharpness or 0.0), round(spacing, 1),
+            -s.n_images)

@@ -88,3 +88,21 @@ def test_enhanced_ct_counts_frames(tmp_path: Path) -> None:
     choice = select_series(summarize_series(read_headers([path]), min_images=10))
     assert choice.series is not None and choice.series.n_images == 20
     assert np.isclose(choice.series.slice_spacing_mm or 0, 0.8)
+
+
+def test_without_kernels_the_sharper_series_wins(tmp_path: Path) -> None:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    base = np.full((20, 40, 48), -850.0)
+    smooth = ct_series(np.rint(ndimage.gaussian_filter(base + rng.normal(0, 60, base.shape), 2))
+                       .astype(np.int16), study_uid=STUDY, description="A", kernel="")
+    sharp = ct_series(np.rint(base + rng.normal(0, 60, base.shape)).astype(np.int16),
+                      study_uid=STUDY, description="B", kernel="")
+    paths = _study(tmp_path, {"smooth": smooth, "sharp": sharp})
+    summaries = summarize_series(read_headers(paths), min_images=10)
+    choice = select_series(summaries)
+    assert choice.series is not None and choice.series.description == "B"
+    assert "sharpness" in choice.reason
+    sharpness = {s.description: s.sharpness for s in summaries}
+    assert sharpness["B"] > 3 * sharpness["A"]
