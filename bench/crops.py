@@ -38,8 +38,10 @@ from pipeline.volume import assemble_volume
 SLICES = 300
 STUDY_INDEX = 6  #: the longest study of the detection set (277 images)
 BUDGET_S = 5.0
-SYNTAXES = {"JPEG-LS lossless": JPEGLSLossless, "JPEG 2000 lossless": JPEG2000Lossless,
-            "RLE lossless": RLELossless}
+#: name -> (transfer syntax, cache folder)
+SYNTAXES = {"JPEG-LS lossless": (JPEGLSLossless, "jpeg-ls"),
+            "JPEG 2000 lossless": (JPEG2000Lossless, "jpeg-2000"),
+            "RLE lossless": (RLELossless, "rle")}
 
 
 def stored_study(cache: Path) -> Path:
@@ -70,9 +72,8 @@ def truth_uid(truth: dict[str, Any]) -> str:
     return str(next(s["uid"] for s in truth["series"] if s["kind"] == "thin"))
 
 
-def compressed_copy(source: Path, cache: Path, name: str, syntax: str) -> Path:
-    """``source`` re-encoded in ``syntax`` (written once)."""
-    target = cache / name.split()[0].lower()
+def compressed_copy(source: Path, target: Path, syntax: str) -> Path:
+    """``source`` re-encoded in ``syntax`` into ``target`` (written once)."""
     if len(list(target.glob("*.dcm"))) == SLICES:
         return target
     target.mkdir(parents=True, exist_ok=True)
@@ -127,8 +128,8 @@ def main() -> None:
         for k, v in median.items() if k != "nodules" and not k.endswith(" cpu")
     ])
     rows = []
-    for name, syntax in SYNTAXES.items():
-        folder = compressed_copy(explicit, args.cache, name, syntax)
+    for name, (syntax, folder_name) in SYNTAXES.items():
+        folder = compressed_copy(explicit, args.cache / folder_name, syntax)
         r = run(folder)
         rows.append({"transfer syntax": name, "select s": f"{r['select series']:.2f}",
                      "assemble s": f"{r['assemble volume']:.2f}", "total s": f"{r['total']:.2f}",

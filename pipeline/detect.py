@@ -20,6 +20,7 @@ and size make the final decision (``pipeline.nodules``).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,16 +82,9 @@ def _search_box(volume: sitk.Image, lungs: LungMask) -> sitk.Image | None:
     occupied = np.nonzero(labels)
     if occupied[0].size == 0:
         return None
-    low = [int(a.min()) for a in occupied[::-1]]  # x, y, z
-    high = [int(a.max()) for a in occupied[::-1]]
-    corners = [
-        lungs.labels.TransformIndexToPhysicalPoint(
-            (c[0][0] if c[0][1] else high[0], c[1][0] if c[1][1] else high[1],
-             c[2][0] if c[2][1] else high[2])
-        )
-        for c in [((low[0], a), (low[1], b), (low[2], d))
-                  for a in (0, 1) for b in (0, 1) for d in (0, 1)]
-    ]
+    bounds = [(int(a.min()), int(a.max())) for a in occupied[::-1]]  # x, y, z
+    corners = [lungs.labels.TransformIndexToPhysicalPoint(corner)
+               for corner in itertools.product(*bounds)]
     indices = np.array([volume.TransformPhysicalPointToContinuousIndex(c) for c in corners])
     margin = MARGIN_MM / np.array(volume.GetSpacing())
     start = np.clip(np.floor(indices.min(axis=0) - margin).astype(int), 0, None)
