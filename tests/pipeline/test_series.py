@@ -106,3 +106,14 @@ def test_without_kernels_the_sharper_series_wins(tmp_path: Path) -> None:
     assert "sharpness" in choice.reason
     sharpness = {s.description: s.sharpness for s in summaries}
     assert sharpness["B"] > 3 * sharpness["A"]
+
+
+def test_synthetic_study_with_extra_series(tmp_path: Path) -> None:
+    from training.synthetic.study import generate_study
+
+    truth = generate_study(tmp_path, seed=5, acquisition="fast", n_nodules=0, extra_series=True)
+    choice = select_series(summarize_series(read_headers(sorted(tmp_path.glob("*.dcm"))), 30))
+    assert choice.series is not None
+    assert choice.series.series_instance_uid == truth.series_uid
+    reasons = sorted(reason for _, reason in choice.passed_over)
+    assert reasons[0].startswith("derived or secondary") and reasons[1].startswith("localizer")
