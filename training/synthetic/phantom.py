@@ -172,8 +172,9 @@ def _vessel_tree(lung: Lung, side: int, rng: np.random.Generator) -> list[Vessel
                 continue
             end = _as_vec([s + fraction * reach * ui for s, ui in zip(start, u, strict=True)])
             vessels.append(Vessel(start, end, HILUM_RADIUS_MM / 2**generation, generation))
-            grown += [(end, _turn(u, rng), float(rng.uniform(0.35, 0.6)))
-                      for _ in range(int(rng.integers(2, 4)))]
+            if generation + 1 < generations:
+                grown += [(end, _turn(u, rng), float(rng.uniform(0.35, 0.6)))
+                          for _ in range(int(rng.integers(2, 4)))]
         branches = grown
     return vessels
 
