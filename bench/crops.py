@@ -135,8 +135,11 @@ def main() -> None:
                      "assemble s": f"{r['assemble volume']:.2f}", "total s": f"{r['total']:.2f}",
                      "total CPU s": f"{r['total cpu']:.2f}"})
     result.add_table("Compressed copies of the same study (one run each)", rows)
-    result.add_target("uncompressed study -> crops", f"<= {BUDGET_S:.0f} s",
+    result.add_target("uncompressed study -> crops, wall", f"<= {BUDGET_S:.0f} s",
                       f"{median['total']:.2f} s", median["total"] <= BUDGET_S)
+    result.add_target("uncompressed study -> crops, CPU (both cores summed)",
+                      f"<= {BUDGET_S:.0f} s", f"{median['total cpu']:.2f} s",
+                      median["total cpu"] <= BUDGET_S)
     result.notes.append(
         f"{int(median['nodules'])} nodules cropped. Load average (1 min) before the runs "
         f"{load_before:.1f}, after {os.getloadavg()[0]:.1f}: other work on a shared machine "
