@@ -195,3 +195,28 @@ def test_two_series_and_unreadable_files_are_reported(tmp_path: Path) -> None:
     bad.write_bytes(b"not dicom")
     with pytest.raises(VolumeError, match="cannot read"):
         read_volume([bad])
+
+
+def test_duplicate_and_overlapping_positions_are_refused() -> None:
+    doubled = ct_series(HU) + ct_series(HU)
+    for ds in doubled:
+        ds.SeriesInstanceUID = doubled[0].SeriesInstanceUID
+    with pytest.raises(VolumeError, match="share one position"):
+        assemble_volume(doubled)
+    overlapping = ct_series(HU)
+    extra = ct_series(HU, origin=(-10.0, -20.0, -100.0 + 0.3),
+                      series_uid=overlapping[0].SeriesInstanceUID)[3]
+    overlapping.append(extra)
+    with pytest.raises(VolumeError, match="overlapping acquisitions"):
+        assemble_volume(overlapping)
+
+
+def test_missing_attributes_and_pixel_data_are_reasons() -> None:
+    series = ct_series(HU)
+    del series[2].ImagePositionPatient
+    with pytest.raises(VolumeError, match="lacks ImagePositionPatient"):
+        assemble_volume(series)
+    series = ct_series(HU)
+    del series[2].PixelData
+    with pytest.raises(VolumeError, match="no pixel data"):
+        assemble_volume(series)
