@@ -70,7 +70,10 @@ def _sqlite_engine(url: str, read_only: bool) -> Engine:
         cursor = dbapi_connection.cursor()
         if not read_only:
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a commit is on disk before it returns. The node acknowledges an instance
+            # only after its row is committed (DESIGN.md); NORMAL could lose that row on a
+            # power cut while the sender believes the instance stored.
+            cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -82,20 +85,16 @@ def _sqlite_engine(url: str, read_only: bool) -> Engine:
     return engine
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded objects usable after commit (no reload on attribute access)."""
-    return sessionmaker(engine, expire_on_commit=False)
-
-
 @contextmanager
 def transaction(engine_or_sessionmaker: Engine | sessionmaker[Session]) -> Iterator[Session]:
     """One session in one transaction: committed if the block ends normally, else rolled back."""
-    factory = (
-        session_factory(engine_or_sessionmaker)
+    session = (
+        # a Session, not a new sessionmaker: each sessionmaker makes a Session subclass
+        Session(engine_or_sessionmaker, expire_on_commit=False)
         if isinstance(engine_or_sessionmaker, Engine)
-        else engine_or_sessionmaker
+        else engine_or_sessionmaker()
     )
-    with factory() as session, session.begin():
+    with session, session.begin():
         yield session
 
 

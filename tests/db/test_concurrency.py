@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import shutil
+import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, Select, func, select
@@ -19,6 +22,7 @@ from db.ingest import (
     record_instance,
 )
 from db.models import AuditEvent, Instance, Study
+from tests.db.databases import fresh_url
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 STUDIES = 4
@@ -74,13 +78,32 @@ def _run_all(target: Callable[..., None], args_list: list[tuple[object, ...]]) -
     return found
 
 
+@pytest.fixture
+def memory_backed_url(request: pytest.FixtureRequest, backend: str,
+                      tmp_path: Path) -> Iterator[str]:
+    """A migrated database; on SQLite in /dev/shm where there is one.
+
+    The test is about lock contention, not the disk: 8,000 commits each waiting for an fsync
+    (synchronous=FULL) would make it minutes long on a busy disk without testing more.
+    """
+    shm = Path("/dev/shm")
+    if backend != "sqlite" or not shm.is_dir():
+        yield fresh_url(request, backend, tmp_path)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="lungpath-test-", dir=shm))
+    try:
+        yield fresh_url(request, backend, folder)
+    finally:
+        shutil.rmtree(folder)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("backend", "per_writer"), [("sqlite", 1000), ("postgresql", 50)])
-def test_eight_concurrent_writers_lose_nothing(db_url: str, engine: Engine,
-                                               per_writer: int) -> None:
-    errors = _run_all(_writer, [(db_url, w, per_writer) for w in range(WRITERS)])
+def test_eight_concurrent_writers_lose_nothing(memory_backed_url: str, per_writer: int) -> None:
+    errors = _run_all(_writer, [(memory_backed_url, w, per_writer) for w in range(WRITERS)])
     assert not any("database is locked" in e for e in errors), errors
     assert errors == []
+    engine = create_engine_for(memory_backed_url)
     total = WRITERS * per_writer
     assert _count(engine, select(func.count()).select_from(Instance)) == total
     received = select(func.count()).where(AuditEvent.event_type == "instance.received")
@@ -91,6 +114,7 @@ def test_eight_concurrent_writers_lose_nothing(db_url: str, engine: Engine,
     with transaction(engine) as session:
         assert {(s.state, s.revision) for s in session.scalars(select(Study))} == {
             ("RECEIVING", 1)}
+    engine.dispose()
 
 
 def _sweeper(url: str, errors: multiprocessing.Queue[str]) -> None:
