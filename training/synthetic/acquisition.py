@@ -126,4 +126,7 @@ def add_noise(field: np.ndarray, sigma_hu: float, rng: np.random.Generator) -> N
 def to_int16(hu: np.ndarray, intercept: int = 0) -> np.ndarray:
     """HU rounded and stored as int16 with ``RescaleIntercept = intercept`` (slope 1)."""
     info = np.iinfo(np.int16)
-    return np.clip(np.rint(hu - np.float32(intercept)), info.min, info.max).astype(np.int16)
+    stored = np.subtract(hu, np.float32(intercept), dtype=np.float32)
+    np.rint(stored, out=stored)
+    np.clip(stored, info.min, info.max, out=stored)
+    return stored.astype(np.int16)

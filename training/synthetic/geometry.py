@@ -122,7 +122,9 @@ def ramp_edge(inside_mm: np.ndarray, width_mm: float) -> np.ndarray:
 
 def blend(field: np.ndarray, weight: np.ndarray, hu: float) -> None:
     """Draw a layer of density ``hu`` with opacity ``weight`` over ``field``, in place."""
-    field += weight * (np.float32(hu) - field)
+    delta = np.subtract(np.float32(hu), field)
+    delta *= weight
+    field += delta
 
 
 def ellipsoid_depth(
