@@ -114,11 +114,13 @@ _NEIGHBOURS = [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in 
 
 
 def _candidates_at_scale(image: sitk.Image, inside: np.ndarray, sigma: float) -> list[Candidate]:
+    """Blob-shaped local maxima of the scale-normalised Laplacian at ``sigma`` mm."""
     smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(image, sigma))
     sx, sy, sz = image.GetSpacing()
     d2 = [_second(smooth, axis, h) for axis, h in ((0, sz), (1, sy), (2, sx))]
     response = -(sigma**2) * (d2[0] + d2[1] + d2[2])
     response[:, :, [0, -1]] = response[:, [0, -1], :] = response[[0, -1], :, :] = 0.0
+    # -Laplacian = sum of |curvatures| >= the blob measure: a safe first cut
     flat = np.flatnonzero((response > MIN_SCORE) & inside)
     if flat.size == 0:
         return []
@@ -143,6 +145,7 @@ def _candidates_at_scale(image: sitk.Image, inside: np.ndarray, sigma: float) ->
 
 
 def _second(a: np.ndarray, axis: int, h: float) -> np.ndarray:
+    """Second derivative along ``axis`` (spacing ``h``) by central differences; 0 at the ends."""
     out = np.zeros_like(a)
     core = [slice(1, -1) if ax == axis else slice(None) for ax in range(3)]
     lo = [slice(None, -2) if ax == axis else slice(None) for ax in range(3)]
