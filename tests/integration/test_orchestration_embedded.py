@@ -23,6 +23,7 @@ from tests.integration.orchestration import (
     send_study,
     study_template,
     tiny_checkpoint,
+    wait_for,
 )
 
 __all__ = ["pacs", "sqlite_template", "study_template", "tiny_checkpoint"]
@@ -56,6 +57,12 @@ def test_serve_with_its_worker_child_delivers_sr_sc_and_seg(
         kinds = [row["event_type"] for row in sent]
         assert kinds.count("delivery.sent") == 3, kinds
         assert {"study.queued", "study.processing", "study.done"} <= set(kinds)
+        # resend: the latest result goes to the PACS again, audited
+        sent = pacs.count(study_uid)
+        answer = stack.cli("resend", study_uid)
+        assert answer.returncode == 0, answer.stderr
+        wait_for(lambda: pacs.count(study_uid) == 2 * sent, "the result sent again", stack)
+        assert stack.count_events(study_uid, "delivery.resend") == 1
         # torch is in the worker child (it ran the model) and never in the node itself
         assert any("libtorch" in mapped_files(child) for child in child_pids(node.pid))
         assert "libtorch" not in mapped_files(node.pid)

@@ -34,7 +34,7 @@ def test_sigkill_of_the_worker_during_analysis_is_recovered_once(
         study_template: list[Dataset], pacs: Pacs) -> None:
     # a hard limit well above an analysis on a busy machine; the deadline is limit + grace
     stack = make_stack(tmp_path, sqlite_template, embedded_broker(tmp_path), tiny_checkpoint,
-                       pacs, analysis_soft_time_limit=40.0, analysis_time_limit=45.0)
+                       pacs, analysis_soft_time_limit=25.0, analysis_time_limit=30.0)
     try:
         stack.node()
         first = stack.worker()

@@ -1,8 +1,9 @@
 """The research interlock, ``lungpath resend`` and ``lungpath reanalyze`` with real processes.
 
 The test checkpoint's intended use is research-synthetic: with ``research_mode`` off its
-results are stored, audited and held; a worker in research mode delivers them on ``resend``;
-``reanalyze`` makes a new revision whose result names the first one as its predecessor.
+results are stored, audited and held, also after ``resend``; ``reanalyze`` makes a new
+revision whose result names the first one as its predecessor, held as well. (``resend``
+delivering in research mode: test_orchestration_embedded.py.)
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pydicom.dataset import Dataset
 from pipeline.delivery import HELD
 from tests.db.conftest import sqlite_template
 from tests.integration.orchestration import (
-    ALL_KINDS,
     Pacs,
     make_stack,
     pacs,
@@ -38,7 +38,7 @@ def test_held_without_research_mode_then_resend_and_reanalyze(
                        pacs, research_mode=False)
     try:
         stack.node()
-        clinical = stack.worker()
+        stack.worker()
         study_uid = send_study(stack.node_port, study_template)
         assert stack.wait_state(study_uid, "DONE", "FAILED").state == "DONE"
         wait_for(lambda: len(stack.deliveries(study_uid)) == 3
@@ -49,12 +49,13 @@ def test_held_without_research_mode_then_resend_and_reanalyze(
         assert len(held) == 3 and all(e["detail"]["held"] for e in held)
         assert pacs.count(study_uid) == 0
 
-        stack.kill(clinical)
-        stack.worker(LUNGPATH_RESEARCH_MODE="true")
+        # resend re-arms the deliveries, and the interlock holds them again
         answer = stack.cli("resend", study_uid)
         assert answer.returncode == 0, answer.stderr
-        stack.wait_delivered(study_uid, pacs, ALL_KINDS)
         assert stack.count_events(study_uid, "delivery.resend") == 1
+        wait_for(lambda: stack.count_events(study_uid, "delivery.failed") == 6,
+                 "the re-armed deliveries held again", stack)
+        assert pacs.count(study_uid) == 0
 
         answer = stack.cli("reanalyze", study_uid)
         assert answer.returncode == 0, answer.stderr
@@ -62,8 +63,10 @@ def test_held_without_research_mode_then_resend_and_reanalyze(
         wait_for(lambda: len(stack.results(study_uid)) == 2, "a second result", stack)
         first, second = sorted(stack.results(study_uid), key=lambda r: r.revision)
         assert (second.revision, second.predecessor_id) == (2, first.id)
-        wait_for(lambda: any(d.result_id == second.id and d.delivered_at
-                             for d in stack.deliveries(study_uid)), "revision 2 sent", stack)
+        wait_for(lambda: sum(d.result_id == second.id and d.last_status == HELD
+                             for d in stack.deliveries(study_uid)) == 3, "revision 2 held",
+                 stack)
+        assert pacs.count(study_uid) == 0
         assert stack.count_events(study_uid, "study.reanalysis") == 1
         refused = stack.cli("reanalyze", "1.2.3.4.5")
         assert refused.returncode == 1 and "no such study" in refused.stderr

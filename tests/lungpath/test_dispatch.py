@@ -147,3 +147,30 @@ def test_resend_rearms_and_audits(engine: Engine, tmp_path: Path) -> None:
     assert event.actor == "cli:test" and event.detail == {"result_id": result_id,
                                                           "deliveries_rearmed": 1}
     assert _queued(tmp_path / "broker.db") == ["delivery"]
+
+
+@pytest.mark.parametrize(("values", "setting"), [
+    ({"analysis_soft_time_limit": 60.0, "analysis_time_limit": 60.0}, "analysis_soft_time_limit"),
+    ({"delivery_initial_backoff_seconds": 100.0, "delivery_max_backoff_seconds": 10.0},
+     "delivery_initial_backoff_seconds"),
+    ({"queue_prefix": "no spaces"}, "queue_prefix"),
+    ({"max_analysis_attempts": 0}, "max_analysis_attempts"),
+])
+def test_orchestration_settings_are_checked(values: dict[str, object], setting: str) -> None:
+    from lungpath.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match=setting):
+        load_settings(overrides=values)
+
+
+def test_queue_config_and_deadline_follow_the_settings(tmp_path: Path) -> None:
+    from lungpath.dispatch import processing_deadline_s, queue_config
+
+    settings = Settings(var_dir=tmp_path, queue_prefix="site1.", analysis_soft_time_limit=50,
+                        analysis_time_limit=60, reconcile_grace_seconds=5)
+    config = queue_config(settings)
+    assert config.broker_url == f"sqla+sqlite:///{(tmp_path / 'broker.db').resolve()}"
+    assert config.analysis_queue == "site1.analysis" and config.delivery_queue == "site1.delivery"
+    assert (config.soft_time_limit, config.time_limit) == (50, 60)
+    assert processing_deadline_s(settings) == 65
+    assert settings.embedded_broker
