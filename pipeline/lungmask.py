@@ -7,9 +7,11 @@ grid shrunk by averaging to about ``MASK_SPACING_MM``:
 2. the airways (trachea, main bronchi) found from the top of that air and grown below -950 HU
    (lumen air, denser than parenchyma) are removed, so the two lungs part at the carina;
 3. the two largest remaining components are the lungs; if the lungs touch (anterior
-   junction), the one component is cut at the sagittal plane of least lung;
+   junction), the one component is cut at the sagittal plane of least lung when that plane
+   is a waist; a single lung (the other collapsed or resected) keeps one label;
 4. holes (vessels, nodules enclosed in the parenchyma) are filled image by image;
-5. labels: 1 = right lung (the patient's right, smaller LPS x), 2 = left lung.
+5. labels: 1 = right lung (the patient's right: smaller LPS x than the body's midline),
+   2 = left lung.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ _IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
 #: The second air region counts as a lung only if at least this fraction of the first.
 SECOND_LUNG_FRACTION = 0.25
+#: Lungs touching in the midline are cut where the left-right profile is below this
+#: fraction of both lungs' thickest parts.
+WAIST = 0.5
 
 
 class LungMaskError(ValueError):
@@ -82,7 +87,7 @@ def lung_mask(volume: sitk.Image) -> LungMask:
     air &= ~_airways(hu, air, superior_last)
     lungs = _two_lungs(air, voxel_ml)
     lungs = _fill_in_plane(lungs)
-    labels = _right_left(lungs, coarse)
+    labels = _right_left(lungs, coarse, hu > LUNG_MAX_HU)
     image = sitk.GetImageFromArray(labels)
     image.CopyInformation(coarse)
     counts = np.bincount(labels.ravel(), minlength=3)
@@ -144,30 +149,33 @@ def _fill_in_plane(mask: np.ndarray) -> np.ndarray:
     return mask | ~outside[background]
 
 
-def _right_left(lungs: np.ndarray, grid: sitk.Image) -> np.ndarray:
-    """Label each lung by its side; one component is cut where the lungs are thinnest."""
-    direction = np.array(grid.GetDirection()).reshape(3, 3)
+def _right_left(lungs: np.ndarray, grid: sitk.Image, body: np.ndarray) -> np.ndarray:
+    """Label each lung by its side. One component holding both lungs (a waist in its
+    left-right profile) is cut at the waist; a single lung takes the side of the body's
+    midline it lies on."""
     labels, n = ndimage.label(lungs)
     if n < 2:
-        labels = _cut_sagittally(lungs)
-    xs = np.arange(lungs.shape[2])
-    physical_x = direction[0, 0] * xs * grid.GetSpacing()[0]
+        labels = _cut_at_waist(lungs)
+    origin, spacing = grid.GetOrigin()[0], grid.GetSpacing()[0]
+    physical_x = origin + grid.GetDirection()[0] * np.arange(lungs.shape[2]) * spacing
+    midline = float(physical_x[np.nonzero(body)[2]].mean())
     out = np.zeros(lungs.shape, dtype=np.uint8)
-    parts = [labels == k for k in (1, 2)]
-    centres = [float(physical_x[np.nonzero(p)[2]].mean()) if p.any() else 0.0 for p in parts]
-    right_first = centres[0] <= centres[1]
-    out[parts[0]] = 1 if right_first else 2
-    out[parts[1]] = 2 if right_first else 1
+    for k in (1, 2):
+        part = labels == k
+        if part.any():
+            out[part] = 1 if physical_x[np.nonzero(part)[2]].mean() < midline else 2
     return out
 
 
-def _cut_sagittally(lungs: np.ndarray) -> np.ndarray:
+def _cut_at_waist(lungs: np.ndarray) -> np.ndarray:
+    """Labels 1 and 2 on either side of the sagittal plane of least lung, if that plane is a
+    waist (under ``WAIST`` of the thickest part on each side); else all 1."""
     profile = lungs.sum(axis=(0, 1))
     columns = np.flatnonzero(profile)
     lo, hi = columns[0], columns[-1]
     middle = slice(lo + (hi - lo) // 4, hi - (hi - lo) // 4 + 1)
     cut = middle.start + int(np.argmin(profile[middle]))
-    labels = np.zeros(lungs.shape, dtype=np.int32)
-    labels[:, :, :cut][lungs[:, :, :cut]] = 1
-    labels[:, :, cut:][lungs[:, :, cut:]] = 2
+    labels = lungs.astype(np.int32)
+    if profile[cut] < WAIST * min(profile[:cut].max(initial=0), profile[cut:].max(initial=0)):
+        labels[:, :, cut:][lungs[:, :, cut:]] = 2
     return labels

@@ -50,3 +50,11 @@ def test_no_lungs_is_a_reason() -> None:
     solid = sitk.Image(40, 40, 20, sitk.sitkInt16) + 40
     with pytest.raises(LungMaskError, match="no lungs"):
         lung_mask(solid)
+
+
+def test_a_single_lung_keeps_its_side() -> None:
+    image = chest(airways=False, tubes=[Tube((-150.0, 0.0, 0.0), (-15.0, 0.0, 0.0), 90.0, 40.0)])
+    mask = lung_mask(image)
+    right, left = mask.volumes_ml
+    assert right == 0.0 and left > 500.0
+    assert mask.laterality_at((100, 0, 40)) is Laterality.LEFT
