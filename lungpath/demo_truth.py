@@ -70,7 +70,7 @@ def _pair_rows(nodule: ParsedNodule, truth: dict[str, Any]) -> list[tuple[str, s
     probabilities = "/".join(f"{v:.0f}" for v in nodule.probabilities_percent)
     rows = [
         ("invasiveness", nodule.invasiveness.value, str(truth["invasiveness"])),
-        ("P(AIS/MIA/IAC) %", probabilities, ""),
+        ("P(AIS/MIA/IAC) %", probabilities, "-"),
         ("predominant pattern", nodule.predominant.value, str(truth["predominant"])),
         ("IASLC grade", nodule.grade.value, str(truth["grade"])),
     ]
@@ -82,7 +82,7 @@ def _pair_rows(nodule: ParsedNodule, truth: dict[str, Any]) -> list[tuple[str, s
         ("solid long axis | core mm", f"{nodule.solid_long_axis_mm:.1f}",
          f"{float(truth['core_diameter_mm']):.1f}"),
         ("volume mm3", f"{nodule.volume_mm3:.0f}", f"{float(truth['rendered_volume_mm3']):.0f}"),
-        ("uncertainty %", f"{nodule.uncertainty:.1f}", ""),
+        ("uncertainty %", f"{nodule.uncertainty:.1f}", "-"),
     ]
     return rows
 
