@@ -156,6 +156,9 @@ def load_initial_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> in
     from shipped weights; a single-task teacher takes the main branch). The count copied."""
     own = model.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise ValueError("the initial checkpoint shares no weights with this network "
+                         "(another architecture or other hyper-parameters)")
     own.update(matched)
     model.load_state_dict(own)
     return len(matched)

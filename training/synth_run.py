@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from model.checkpoint import IntendedUse
+from model.checkpoint import IntendedUse, load_checkpoint
 from model.crop_spec import CropSpec
 from training.datasets import NoduleSet, Split, patient_folds, split
 from training.loop import FitConfig
@@ -72,14 +72,15 @@ class Budget:
 
 
 BUDGETS: dict[str, Budget] = {
-    "smoke": Budget(labelled=40, unlabelled=12, fast_holdout=8,
+    "smoke": Budget(labelled=24, unlabelled=8, fast_holdout=6,
                     crop=CropSpec(spacing_mm=3.2, size=16), epochs=1, student_epochs=1,
                     patience=1, batch_size=16, resamples=100,
                     mdanet={"stem_channels": 4, "block_layers": [1, 1], "growth": 4,
                             "bottleneck": 1, "embedding_dim": 4},
                     baseline={"widths": [4, 8], "embedding_dim": 4}),
-    "small": Budget(labelled=800, unlabelled=300, fast_holdout=300,
-                    crop=CropSpec(spacing_mm=2.0, size=24), epochs=6, student_epochs=6),
+    "small": Budget(labelled=480, unlabelled=160, fast_holdout=200,
+                    crop=CropSpec(spacing_mm=3.2, size=16), epochs=4, student_epochs=4,
+                    patience=2, batch_size=24),
     "full": Budget(labelled=3200, unlabelled=1000, fast_holdout=800,
                    crop=CropSpec(spacing_mm=1.6, size=32), epochs=14, student_epochs=14,
                    patience=4),
@@ -105,6 +106,15 @@ def labelled_split(labelled: NoduleSet, unlabelled_count: int, seed: int) -> Spl
     return Split(train=np.concatenate([parts.train, extra]), val=parts.val, test=parts.test)
 
 
+def fine_tuning(budget: Budget, init: Path) -> Budget:
+    """``budget`` with the crop and MdaNet hyper-parameters of the checkpoint ``init``, so
+    that its weights fit the networks and its crops."""
+    checkpoint = load_checkpoint(init).checkpoint
+    if checkpoint.model_name != "mdanet":
+        raise ValueError(f"--init needs an MdaNet checkpoint, got {checkpoint.model_name!r}")
+    return replace(budget, crop=checkpoint.crop_spec, mdanet=dict(checkpoint.model_config))
+
+
 def train_synth(budget_name: str, out: Path, *, seed: int = 0, init: Path | None = None,
                 workers: int | None = None, threads: int | None = None,
                 progress: bool = True) -> dict[str, Any]:
@@ -113,6 +123,8 @@ def train_synth(budget_name: str, out: Path, *, seed: int = 0, init: Path | None
     if budget_name not in BUDGETS:
         raise ValueError(f"unknown budget {budget_name!r}; known: {', '.join(BUDGETS)}")
     budget = BUDGETS[budget_name]
+    if init is not None:
+        budget = fine_tuning(budget, init)
     began = time.perf_counter()
     label = (lambda text: text) if progress else (lambda text: None)
     labelled = synthetic_set(seed, budget.labelled, budget.crop, workers=workers,

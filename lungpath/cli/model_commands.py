@@ -50,8 +50,8 @@ def train_synth(ctx: Context, budget: str, out: Path | None, init_checkpoint: Pa
     from training.synth_run import train_synth as run_synth
 
     out = out or ctx.settings().var_dir / "runs" / f"synth-{budget}-seed{seed}"
-    info = run_synth(budget, out, seed=seed, init=init_checkpoint, workers=workers,
-                     threads=threads)
+    info = _guarded(lambda: run_synth(budget, out, seed=seed, init=init_checkpoint,
+                                      workers=workers, threads=threads))
     click.echo(f"run folder:   {out}")
     click.echo(f"student:      {info['student']}")
     click.echo(f"report:       {info['report']}")
@@ -78,15 +78,22 @@ def train_manifest(ctx: Context, manifest: Path, out: Path | None, init_checkpoi
     from model.crop_spec import CropSpec
     from training.loop import FitConfig
     from training.manifest_run import train_manifest as run_manifest
+    from training.recipe import RecipeConfig
 
     settings = ctx.settings()
-    crop = load_checkpoint(init_checkpoint).checkpoint.crop_spec if init_checkpoint \
-        else CropSpec()
+    fit = FitConfig(epochs=epochs, batch_size=batch_size, seed=seed, threads=threads)
+    config = RecipeConfig(crop=CropSpec(), fit=fit)
+    if init_checkpoint is not None:  # the crops and widths its weights were trained with
+        checkpoint = _guarded(lambda: load_checkpoint(init_checkpoint).checkpoint)
+        if checkpoint.model_name != "mdanet":
+            fail(f"--init needs an MdaNet checkpoint, got {checkpoint.model_name!r}")
+        config = RecipeConfig(crop=checkpoint.crop_spec, fit=fit,
+                              mdanet=dict(checkpoint.model_config))
     out = out or settings.var_dir / "runs" / f"manifest-{manifest.stem}-seed{seed}"
     results = _guarded(lambda: run_manifest(
-        manifest, out, cache_dir=settings.var_dir / "crop-cache", crop=crop,
-        fit=FitConfig(epochs=epochs, batch_size=batch_size, seed=seed, threads=threads),
-        folds=folds, cross_validate=cross_validate, init=init_checkpoint))
+        manifest, out, config,
+        cache_dir=settings.var_dir / "crop-cache", folds=folds, cross_validate=cross_validate,
+        init=init_checkpoint))
     click.echo(f"run folder:   {out}")
     for info in results:
         click.echo(f"report:       {info['report']}")
@@ -104,14 +111,11 @@ def train_report(run_dir: Path) -> None:
 
 
 def _guarded(work: Callable[[], T]) -> T:
-    """Run ``work``; a bad manifest, image or checkpoint ends the command with its message."""
-    from model.checkpoint import CheckpointError
-    from training.manifest import ManifestError
-    from training.sources import SourceError
-
+    """Run ``work``; a bad manifest, image, checkpoint or argument (all ``ValueError``s:
+    ManifestError, SourceError, CheckpointError) ends the command with its message."""
     try:
         return work()
-    except (ManifestError, SourceError, CheckpointError) as e:
+    except ValueError as e:
         fail(str(e))
 
 
