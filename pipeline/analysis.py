@@ -1,7 +1,8 @@
 """``analyze_study``: one study revision from stored instances to SR, SC, SEG and a Result.
 
 Stages: the study's instances (from the database and the store) -> routing rules -> series
-selection -> volume -> lung mask -> nodules (detection, segmentation, measurements) -> crops
+selection -> volume -> lung mask -> nodules (those given by a foreign SEG or SR in the study,
+else detected; segmentation and measurements: ``pipeline.nodules``) -> crops
 with the checkpoint's CropSpec (``pipeline.crop``) -> the Predictor, all crops in batches ->
 findings -> SR, summary images and SEG written into the store -> Result row and end of the
 analysis in one transaction. A study that cannot be analysed ends NOT_ANALYZABLE with an SR
@@ -44,7 +45,7 @@ from model.predictor import Predictor
 from pipeline.crop import crop_batch
 from pipeline.findings import NoduleFinding, number_by_iac_probability
 from pipeline.lungmask import LungMaskError, lung_mask
-from pipeline.nodules import find_nodules
+from pipeline.nodules import study_nodules
 from pipeline.results import (
     AlgorithmInfo,
     AnalysisReport,
@@ -116,6 +117,7 @@ class _Analysed:
     series_note: str = "no series analysed"
     sources: tuple[Dataset, ...] = ()
     findings: tuple[NoduleFinding, ...] = ()
+    nodules_from: str = ""
 
 
 class _Timer:
@@ -207,9 +209,11 @@ def _analyse(engine: Engine, config: AnalysisConfig, predictor: Predictor, study
     by_uid = {str(ds.SOPInstanceUID): ds for ds in choice.series.headers}
     sources = tuple(by_uid[uid] for uid in dict.fromkeys(volume.sop_instance_uids))
     with timer.stage("nodules"):
-        nodules = find_nodules(volume, lungs)
+        frame_of_reference = str(choice.series.headers[0].get("FrameOfReferenceUID", ""))
+        nodules, nodules_from = study_nodules(volume, lungs, examined, frame_of_reference)
     if not nodules:
-        return _Analysed(AnalysisStatus.NO_NODULE, "", choice.reason, sources)
+        return _Analysed(AnalysisStatus.NO_NODULE, "", choice.reason, sources,
+                         nodules_from=nodules_from)
     with timer.stage("crop"):
         crops = crop_batch(volume.image, [n.measurements.centre_mm for n in nodules],
                            predictor.crop_spec)
@@ -219,7 +223,8 @@ def _analyse(engine: Engine, config: AnalysisConfig, predictor: Predictor, study
         (n.measurements, p, n.region.full_mask(volume.voxels.shape))
         for n, p in zip(nodules, predictions, strict=True)
     ])
-    return _Analysed(AnalysisStatus.COMPLETED, "", choice.reason, sources, tuple(findings))
+    return _Analysed(AnalysisStatus.COMPLETED, "", choice.reason, sources, tuple(findings),
+                     nodules_from)
 
 
 def _instance_paths(engine: Engine, study_id: int) -> tuple[str, list[Path]]:
@@ -341,6 +346,7 @@ def findings_summary(predictor: Predictor, analysed: _Analysed) -> dict[str, Any
         "status": str(analysed.status),
         "reason": analysed.reason,
         "series": analysed.series_note,
+        "nodules_from": analysed.nodules_from,
         "model_version": predictor.version,
         "intended_use": str(predictor.intended_use),
         "nodules": [
