@@ -244,6 +244,7 @@ def demo_values(options: DemoOptions, node_port: int, pacs_port: int) -> dict[st
         "host": "127.0.0.1", "port": node_port, "stable_seconds": STABLE_SECONDS,
         "dispatch_interval": 0.5, "broker_polling_interval": 0.2, "embedded_worker": False,
         "research_mode": True, "device": options.device, "log_level": "INFO",
+        "answer_not_analysed": True,  # a study the routing rules exclude gets an SR too
         "destinations": [{"ae_title": PACS_AE, "host": "127.0.0.1", "port": pacs_port}],
         "delivery_initial_backoff_seconds": 1.0, "delivery_max_backoff_seconds": 5.0,
         "shutdown_grace_seconds": 10.0,
@@ -372,18 +373,24 @@ def _follow(engine: Any, study_uid: str, pacs: DemoPacs, children: Children, dea
 
     def finished() -> bool:
         with transaction(engine) as session:
-            state = session.scalar(select(Study.state).where(Study.study_uid == study_uid))
-            pending = session.scalar(
-                select(Delivery.id).join(Result, Delivery.result_id == Result.id)
-                .join(Study, Result.study_id == Study.id)
-                .where(Study.study_uid == study_uid, Delivery.delivered_at.is_(None)).limit(1))
+            state, reason = session.execute(
+                select(Study.state, Study.reason).where(Study.study_uid == study_uid)
+            ).first() or (None, None)
+            results = session.execute(
+                select(Result.id, Delivery.delivered_at)
+                .outerjoin(Delivery, Delivery.result_id == Result.id)
+                .join(Study, Result.study_id == Study.id).where(Study.study_uid == study_uid)
+            ).all()
         if state is not None and (not seen or seen[-1] != state):
             seen.append(state)
-            progress(f"study {state}")
+            progress(f"study {state}" + (f": {reason}" if reason else ""))
         if state == StudyState.FAILED.value:
             raise DemoError(f"the analysis failed; see {children.folder / 'worker.log'} and "
                             f"lungpath audit events --study {study_uid}")
-        return state in TERMINAL and pending is None and "SR" in pacs.kinds()
+        if state in TERMINAL and not results:
+            raise DemoError(f"the study ended {state} without a result: {reason}")
+        delivered = all(at is not None for _, at in results)
+        return state in TERMINAL and delivered and "SR" in pacs.kinds()
 
     _wait(finished, "the SR at the PACS", children, deadline)
     progress(f"the PACS received {', '.join(sorted(pacs.kinds()))}")
