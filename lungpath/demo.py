@@ -62,8 +62,8 @@ KINDS = {"1.2.840.10008.5.1.4.1.1.88.34": "SR", "1.2.840.10008.5.1.4.1.1.7": "SC
 DELIVERY_COLUMNS = ("object", "destination_ae", "attempts", "last_status", "delivered_at")
 TERMINAL = {StudyState.DONE.value, StudyState.NOT_ANALYZABLE.value, StudyState.FAILED.value}
 RESEARCH_NOTE = ("research mode is on: the shipped SD-MdaNet weights were trained on synthetic "
-                 "data only, and lungpath delivers the results of such a model only in research "
-                 "mode; every SR says so")
+                 "data only, and lungpath delivers the results of a model trained on synthetic "
+                 "data only in research mode; every such SR says so")
 
 
 class DemoError(RuntimeError):
