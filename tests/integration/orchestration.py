@@ -315,6 +315,7 @@ def make_stack(root: Path, sqlite_template: Path, broker_url: str, checkpoint: P
     if pacs is not None:
         values["destinations"] = [{"ae_title": PACS_AE, "host": "127.0.0.1", "port": pacs.port}]
     values.update(settings)
+    db_url = str(values["database_url"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUNGPATH_")
            or k.startswith("LUNGPATH_TEST_")}
     for key, value in values.items():

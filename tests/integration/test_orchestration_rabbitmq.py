@@ -1,7 +1,8 @@
 """RabbitMQ as the broker, two real workers, ten studies: every study is analysed exactly once,
 the two workers run analyses at the same time, and every result reaches the PACS.
 
-The test's queues carry their own prefix and are deleted at the end.
+The production set-up: PostgreSQL (a schema of the test's own) and RabbitMQ (queues with the
+test's own prefix, deleted at the end).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import pytest
 from pydicom.dataset import Dataset
 
 from tests.conftest import RABBITMQ_URL, require_port
-from tests.db.conftest import sqlite_template
+from tests.db.conftest import postgres_schemas, sqlite_template
+from tests.db.databases import PostgresSchemas
 from tests.integration.orchestration import (
     ALL_KINDS,
     Pacs,
@@ -25,7 +27,7 @@ from tests.integration.orchestration import (
     tiny_checkpoint,
 )
 
-__all__ = ["pacs", "sqlite_template", "study_template", "tiny_checkpoint"]
+__all__ = ["pacs", "postgres_schemas", "sqlite_template", "study_template", "tiny_checkpoint"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -33,15 +35,15 @@ STUDIES = 10
 
 
 @pytest.fixture
-def rabbitmq(tmp_path: Path, sqlite_template: Path, tiny_checkpoint: Path,
-             pacs: Pacs) -> Iterator[Stack]:
+def rabbitmq(tmp_path: Path, sqlite_template: Path, tiny_checkpoint: Path, pacs: Pacs,
+             postgres_schemas: PostgresSchemas) -> Iterator[Stack]:
     from kombu import Connection
     from sqlalchemy.engine import make_url
 
     url = make_url(RABBITMQ_URL.replace("amqp://", "postgresql://", 1))
     require_port(url.host or "127.0.0.1", url.port or 5672, "RabbitMQ")
     stack = make_stack(tmp_path, sqlite_template, RABBITMQ_URL, tiny_checkpoint, pacs,
-                       queued_deadline_seconds=600.0)
+                       queued_deadline_seconds=600.0, database_url=postgres_schemas.create())
     yield stack
     stack.stop_all()
     prefix = stack.env["LUNGPATH_QUEUE_PREFIX"]
