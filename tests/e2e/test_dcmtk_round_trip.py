@@ -23,7 +23,7 @@ from tests.e2e.conftest import (
 from tests.integration.orchestration import NODE_AE, Stack, wait_for
 from tests.pipeline.results.conftest import assert_valid
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.tools]
 
 #: What the result contract (SR_CONTENT.md) promises, as ``dsrdump +Pc`` prints it.
 CONTRACT_ITEMS = ("99LUNGPATH", "CONTRACT_VERSION", "ANALYSIS_STATUS", "COMPLETED",

@@ -15,7 +15,7 @@ from db.models import Instance, Job, Study
 from tests.e2e.conftest import Orthanc, quickstart_env, run_script, write_copy
 from tests.integration.orchestration import Stack, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.tools]
 
 RESULT_MODALITIES = {"SR", "OT", "SEG"}  #: the SC summary image is Modality OT
 

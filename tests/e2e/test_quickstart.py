@@ -12,7 +12,7 @@ from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import MODALITY, ORTHANC_AE, QUICKSTART, Orthanc
 from tests.integration.orchestration import Stack
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.tools]
 
 
 def test_registration_script_registers_the_node_and_echoes_both_ways(
