@@ -2,15 +2,19 @@
 
 Study ``i`` of ``SEED``: three nodules, and in every other study the first one forced to a
 pure ground-glass (AIS, lepidic 100) nodule of 5-10 mm, the hardest kind to detect. Studies
-are generated once into a cache folder and reused while their truth file exists.
+are generated once into a cache folder named after a digest of the generator's source, so a
+change to the generator makes new studies instead of reusing stale ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import training.synthetic
 from training.synthetic.pathology import NodulePathology
 from training.synthetic.scene import NoduleSpec
 from training.synthetic.study import TRUTH_FILE, generate_study
@@ -27,9 +31,18 @@ def nodule_specs(index: int) -> list[NoduleSpec]:
     return [NoduleSpec(PURE_GGO, diameter), NoduleSpec(), NoduleSpec()]
 
 
-def study(cache: Path, index: int, acquisition: str = "standard") -> tuple[Path, dict[str, Any]]:
+@cache
+def generator_digest() -> str:
+    """12 hex digits of SHA-256 over the generator's Python sources."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(training.synthetic.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def study(root: Path, index: int, acquisition: str = "standard") -> tuple[Path, dict[str, Any]]:
     """The folder and truth (truth.json as a dict) of study ``index``, generated on first use."""
-    folder = cache / f"{acquisition}-{SEED}-{index:03d}"
+    folder = root / f"{acquisition}-{SEED}-{index:03d}-{generator_digest()}"
     if not (folder / TRUTH_FILE).is_file():
         generate_study(folder, seed=SEED, index=index, acquisition=acquisition,
                        nodules=nodule_specs(index))
