@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select, update
 
-from db.engine import create_engine_for, transaction
+from db.engine import transaction
 from db.models import AuditEvent, Delivery, Job, Result, Study
 from db.states import complete_stable, start_study
 from lungpath.dispatch import Dispatcher, ResendError, resend_latest
 from lungpath.settings import Settings
 from pipeline.queue import QueueConfig, create_app
 from tests.conftest import free_port
-from tests.db.conftest import sqlite_template
+from tests.db.conftest import backend, db_url, engine, postgres_schemas, sqlite_template
 
-__all__ = ["sqlite_template"]
+__all__ = ["backend", "db_url", "engine", "postgres_schemas", "sqlite_template"]
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
-
-@pytest.fixture
-def engine(tmp_path: Path, sqlite_template: Path) -> Iterator[Engine]:
-    db = tmp_path / "lungpath.db"
-    db.write_bytes(sqlite_template.read_bytes())
-    engine = create_engine_for(f"sqlite:///{db}")
-    yield engine
-    engine.dispose()
 
 
 def _dispatcher(engine: Engine, broker_url: str, *, max_attempts: int = 2) -> Dispatcher:

@@ -3,7 +3,6 @@ the Job's record. The COMPLETED path with nodules runs in tests/integration (rea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,27 +12,19 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import Engine, select
 
-from db.engine import create_engine_for, transaction
+from db.engine import transaction
 from db.models import Instance, Job, Result, Study
 from db.states import complete_stable, mark_queued, start_study
 from model.predictor import Predictor
 from pipeline.analysis import AnalysisConfig, analyze_study
 from pipeline.results import AnalysisStatus, read_findings
 from pipeline.routing import RoutingRules
-from tests.db.conftest import sqlite_template
+from tests.db.conftest import backend, db_url, engine, postgres_schemas, sqlite_template
 from tests.integration.orchestration import tiny_checkpoint
 from tests.pipeline.dicom_factory import ct_series, phantom, write_series
 
-__all__ = ["sqlite_template", "tiny_checkpoint"]
+__all__ = ["backend", "db_url", "engine", "postgres_schemas", "sqlite_template", "tiny_checkpoint"]
 
-
-@pytest.fixture
-def engine(tmp_path: Path, sqlite_template: Path) -> Iterator[Engine]:
-    db = tmp_path / "lungpath.db"
-    db.write_bytes(sqlite_template.read_bytes())
-    engine = create_engine_for(f"sqlite:///{db}")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")

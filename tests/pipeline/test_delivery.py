@@ -15,7 +15,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from sqlalchemy import Engine, select
 
-from db.engine import create_engine_for, transaction
+from db.engine import transaction
 from db.models import AuditEvent, Delivery, Result, Study
 from pipeline.delivery import (
     HELD,
@@ -30,9 +30,9 @@ from pipeline.delivery import (
     rearm,
 )
 from tests.conftest import free_port
-from tests.db.conftest import sqlite_template
+from tests.db.conftest import backend, db_url, engine, postgres_schemas, sqlite_template
 
-__all__ = ["sqlite_template"]
+__all__ = ["backend", "db_url", "engine", "postgres_schemas", "sqlite_template"]
 
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -117,14 +117,6 @@ def _sr_file(path: Path, study_uid: str) -> str:
     ds.save_as(path, enforce_file_format=True)
     return str(ds.SOPInstanceUID)
 
-
-@pytest.fixture
-def engine(tmp_path: Path, sqlite_template: Path) -> Iterator[Engine]:
-    db = tmp_path / "lungpath.db"
-    db.write_bytes(sqlite_template.read_bytes())
-    engine = create_engine_for(f"sqlite:///{db}")
-    yield engine
-    engine.dispose()
 
 
 def _result(engine: Engine, tmp_path: Path, intended_use: str = "research") -> int:
