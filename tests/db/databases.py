@@ -44,14 +44,14 @@ class PostgresSchemas:
         self.database = f"lungpath_test_{uuid.uuid4().hex[:10]}"
         self.count = 0
         with psycopg.connect(_dsn(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {self.database}")  # type: ignore[arg-type]
+            conn.execute(f"CREATE DATABASE {self.database}")
 
     def create(self, *, migrated: bool = True) -> str:
         """The URL of a new schema, migrated or empty."""
         self.count += 1
         schema = f"t{self.count}"
         with psycopg.connect(_dsn(self.database), autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")  # type: ignore[arg-type]
+            conn.execute(f"CREATE SCHEMA {schema}")
         url = make_url(POSTGRES_URL).set(database=self.database).update_query_dict(
             {"options": f"-csearch_path={schema} -csynchronous_commit=off"}
         ).render_as_string(hide_password=False)
@@ -61,7 +61,7 @@ class PostgresSchemas:
 
     def drop(self) -> None:
         with psycopg.connect(_dsn(), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")  # type: ignore[arg-type]
+            conn.execute(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from db.ingest import (
     own_output_series,
     record_instance,
 )
-from db.models import Association, AuditEvent, Instance, Study
+from db.models import Association, AuditEvent, Instance, Study, StudyState
 from db.states import add_result, finish_analysis, mark_processing, mark_queued
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -149,7 +149,7 @@ def test_new_data_during_analysis_is_pending_then_receiving(engine: Engine) -> N
     assert second.revision == 2
     assert len(events(engine, "study.revision_pending")) == 1
     with transaction(engine) as session:
-        state = finish_analysis(session, study_uid="1.2.3", revision=1, outcome="DONE",
+        state = finish_analysis(session, study_uid="1.2.3", revision=1, outcome=StudyState.DONE,
                                 reason=None, timings={"total": 1.0}, error=None,
                                 now=T0 + timedelta(minutes=8), actor="worker")
     assert state == "RECEIVING"
@@ -168,8 +168,8 @@ def test_own_outputs_are_stored_but_never_a_new_revision(engine: Engine) -> None
                    objects={"SR": ("5.1", "5.0", "/out/sr.dcm"),
                             "SC": ("6.1", "6.0", "/out/sc.dcm")},
                    findings={"nodules": 0}, now=T0)
-        finish_analysis(session, study_uid="1.2.3", revision=1, outcome="DONE", reason=None,
-                        timings=None, error=None, now=T0, actor="worker")
+        finish_analysis(session, study_uid="1.2.3", revision=1, outcome=StudyState.DONE,
+                        reason=None, timings=None, error=None, now=T0, actor="worker")
     with transaction(engine) as session:
         assert own_output_series(session) == {"5.0", "6.0"}
         outcome = store(session, None, "5.1", series="5.0", at=T0 + timedelta(minutes=9))

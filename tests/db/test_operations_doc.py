@@ -45,13 +45,13 @@ def audit_role(db_url: str) -> Iterator[tuple[str, str]]:
                          .replace("DATABASE lungpath", f"DATABASE {url.database}")
                          .replace("SCHEMA public", f"SCHEMA {schema.group(1)}")
                          .replace("lungpath_owner", str(url.username)))
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
     try:
         yield role, url.set(username=role).render_as_string(hide_password=False)
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"DROP OWNED BY {role}")  # type: ignore[arg-type]
-            conn.execute(f"DROP ROLE {role}")  # type: ignore[arg-type]
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])

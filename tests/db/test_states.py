@@ -126,7 +126,10 @@ def bring(engine: Engine, state: StudyState | None, *, pending: bool = False) ->
     return uid
 
 
-def snapshot(engine: Engine, uid: str) -> tuple[object, ...]:
+Snapshot = tuple[str | None, int | None, int | None, list[str]]
+
+
+def snapshot(engine: Engine, uid: str) -> Snapshot:
     with transaction(engine) as session:
         study = session.scalars(select(Study).where(Study.study_uid == uid)).one_or_none()
         events = session.scalars(

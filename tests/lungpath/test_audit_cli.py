@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError
 
 from db.engine import create_engine_for, transaction
@@ -165,7 +165,7 @@ def test_audit_connections_are_read_only(seeded: tuple[str, Seeded]) -> None:
     engine = create_engine_for(url, read_only=True)
     try:
         with pytest.raises(DBAPIError, match=r"(?i)read.?only"), transaction(engine) as session:
-            session.execute(Study.__table__.delete())
+            session.execute(delete(Study))
     finally:
         engine.dispose()
 
