@@ -12,21 +12,15 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
-from tests.db.conftest import sqlite_template
 from tests.integration.orchestration import (
     ALL_KINDS,
     Pacs,
     child_pids,
     make_stack,
     mapped_files,
-    pacs,
     send_study,
-    study_template,
-    tiny_checkpoint,
     wait_for,
 )
-
-__all__ = ["pacs", "sqlite_template", "study_template", "tiny_checkpoint"]
 
 pytestmark = pytest.mark.slow
 

@@ -12,19 +12,13 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
-from tests.db.conftest import sqlite_template
 from tests.integration.orchestration import (
     ALL_KINDS,
     Pacs,
     make_stack,
-    pacs,
     send_study,
-    study_template,
-    tiny_checkpoint,
 )
 from tests.integration.test_orchestration_embedded import embedded_broker
-
-__all__ = ["pacs", "sqlite_template", "study_template", "tiny_checkpoint"]
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +28,7 @@ def test_sigkill_of_the_worker_during_analysis_is_recovered_once(
         study_template: list[Dataset], pacs: Pacs) -> None:
     # a hard limit well above an analysis on a busy machine; the deadline is limit + grace
     stack = make_stack(tmp_path, sqlite_template, embedded_broker(tmp_path), tiny_checkpoint,
-                       pacs, analysis_soft_time_limit=25.0, analysis_time_limit=30.0)
+                       pacs, analysis_soft_time_limit=55.0, analysis_time_limit=60.0)
     try:
         stack.node()
         first = stack.worker()

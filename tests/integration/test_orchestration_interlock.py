@@ -14,19 +14,13 @@ import pytest
 from pydicom.dataset import Dataset
 
 from pipeline.delivery import HELD
-from tests.db.conftest import sqlite_template
 from tests.integration.orchestration import (
     Pacs,
     make_stack,
-    pacs,
     send_study,
-    study_template,
-    tiny_checkpoint,
     wait_for,
 )
 from tests.integration.test_orchestration_embedded import embedded_broker
-
-__all__ = ["pacs", "sqlite_template", "study_template", "tiny_checkpoint"]
 
 pytestmark = pytest.mark.slow
 

@@ -14,20 +14,14 @@ import pytest
 from pydicom.dataset import Dataset
 
 from tests.conftest import RABBITMQ_URL, require_port
-from tests.db.conftest import postgres_schemas, sqlite_template
 from tests.db.databases import PostgresSchemas
 from tests.integration.orchestration import (
     ALL_KINDS,
     Pacs,
     Stack,
     make_stack,
-    pacs,
     send_study,
-    study_template,
-    tiny_checkpoint,
 )
-
-__all__ = ["pacs", "postgres_schemas", "sqlite_template", "study_template", "tiny_checkpoint"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

@@ -15,20 +15,14 @@ import pytest
 from pydicom.dataset import Dataset
 
 from tests.conftest import REDIS_URL, require_port
-from tests.db.conftest import sqlite_template
 from tests.integration.orchestration import (
     ALL_KINDS,
     Pacs,
     TcpProxy,
     make_stack,
-    pacs,
     send_study,
-    study_template,
-    tiny_checkpoint,
     wait_for,
 )
-
-__all__ = ["pacs", "sqlite_template", "study_template", "tiny_checkpoint"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
