@@ -6,7 +6,8 @@ Generates, into a temporary folder, ``--studies`` full ``standard`` studies (512
 DICOM file per 1.0-1.25 mm slice, 0-3 nodules, truth.json and the cohort CSV) and
 ``--boxes`` labelled ``standard`` boxes (64 mm, .mha + boxes.csv), with two processes (the
 reference machine has two cores) and again with one (half the studies, a quarter of the
-boxes), timed from the call to the last file; each figure is the best of ``--rounds`` runs.
+boxes), timed from the call to the last file; each figure is the best of ``--rounds`` runs,
+the rounds interleaved across configurations.
 Targets (issue "synthetic cohort generator"): >= 1 study per 10 s and >= 20 boxes/s.
 The load average is recorded: the machine is shared, and other work slows every figure.
 Writes bench/results/synth.json.
@@ -21,6 +22,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,40 +56,41 @@ def _row(what: str, processes: int, items: int, timing: tuple[float, float]) -> 
     }
 
 
-def _best(run: Callable[[int], None], rounds: int, root: Path) -> tuple[float, float]:
-    """The fastest of ``rounds`` runs (wall, CPU): a shared machine only ever slows a run.
-    What a run wrote under ``root`` is removed after it."""
-    timings = []
-    for i in range(rounds):
-        timings.append(_timed(lambda i=i: run(i)))
-        for child in root.iterdir():
-            shutil.rmtree(child)
-    return min(timings)
-
-
 def measure(studies: int, boxes: int, seed: int, rounds: int, root: Path
             ) -> list[dict[str, Any]]:
-    """Time each configuration (best of ``rounds``, each in a fresh folder); table rows."""
-    rows = []
-    configs = ((2, studies, boxes), (1, max(1, studies // 2), max(1, boxes // 4)))
-    for workers, n_studies, n_boxes in configs:
-        def run_studies(i: int, w: int = workers, n: int = n_studies) -> None:
-            generate_studies(root / f"studies-{i}", n, seed=seed, acquisition="standard",
-                             workers=w)
+    """Time each configuration ``rounds`` times, rounds interleaved (a slow moment of the
+    shared machine then hits every configuration alike), each run in a fresh folder with the
+    page cache flushed first; keep the fastest run of each (a shared machine only ever slows
+    a run)."""
+    configs: list[tuple[str, int, int, Callable[[Path, int], object]]] = [
+        ("standard box (64 mm)", 2, boxes, partial(_boxes, seed=seed, workers=2)),
+        ("standard box (64 mm)", 1, max(1, boxes // 4), partial(_boxes, seed=seed, workers=1)),
+        ("standard study (512 x 512 x ~200-300)", 2, studies,
+         partial(_studies, seed=seed, workers=2, acquisition="standard")),
+        ("standard study (512 x 512 x ~200-300)", 1, max(1, studies // 2),
+         partial(_studies, seed=seed, workers=1, acquisition="standard")),
+        ("fast study (256 x 256, 2.5 mm)", 2, studies,
+         partial(_studies, seed=seed, workers=2, acquisition="fast")),
+    ]
+    best: list[tuple[float, float] | None] = [None] * len(configs)
+    for _ in range(rounds):
+        for i, (_, _, count, run) in enumerate(configs):
+            out = root / f"run-{i}"
+            os.sync()
+            timing = _timed(lambda run=run, out=out, count=count: run(out, count))
+            shutil.rmtree(out)
+            best[i] = min(timing, best[i] or timing)
+    return [_row(what, workers, count, timing)
+            for (what, workers, count, _), timing in zip(configs, best, strict=True)
+            if timing is not None]
 
-        def run_boxes(i: int, w: int = workers, n: int = n_boxes) -> None:
-            generate_boxes(root / f"boxes-{i}", n, seed=seed, acquisition="standard", workers=w)
 
-        timing = _best(run_studies, rounds, root)
-        rows.append(_row("standard study (512 x 512 x ~200-300)", workers, n_studies, timing))
-        timing = _best(run_boxes, rounds, root)
-        rows.append(_row("standard box (64 mm)", workers, n_boxes, timing))
+def _boxes(out: Path, count: int, *, seed: int, workers: int) -> None:
+    generate_boxes(out, count, seed=seed, acquisition="standard", workers=workers)
 
-    def run_fast(i: int) -> None:
-        generate_studies(root / f"fast-{i}", studies, seed=seed, acquisition="fast", workers=2)
 
-    rows.append(_row("fast study (256 x 256, 2.5 mm)", 2, studies, _best(run_fast, rounds, root)))
-    return rows
+def _studies(out: Path, count: int, *, seed: int, workers: int, acquisition: str) -> None:
+    generate_studies(out, count, seed=seed, acquisition=acquisition, workers=workers)
 
 
 def main() -> None:
