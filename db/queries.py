@@ -64,6 +64,17 @@ def _window(column: InstrumentedAttribute[datetime] | InstrumentedAttribute[date
     return conditions
 
 
+def _matching(filters: Filters, when: Any, *, study: Any = None,
+              ae: Any = None) -> list[ColumnElement[bool]]:
+    """The window on ``when`` and the ``--study`` / ``--ae`` filters on the given columns."""
+    conditions = _window(when, filters)
+    if filters.study_uid and study is not None:
+        conditions.append(study == filters.study_uid)
+    if filters.ae and ae is not None:
+        conditions.append(ae == filters.ae)
+    return conditions
+
+
 def _rows(session: Session, query: Select[*tuple[Any, ...]], limit: int | None) -> list[Row]:
     if limit:
         query = query.limit(limit)
@@ -73,11 +84,7 @@ def _rows(session: Session, query: Select[*tuple[Any, ...]], limit: int | None) 
 def studies(session: Session, filters: Filters, *, limit: int | None = None) -> list[Row]:
     """Studies changed in the window, newest change first."""
     filters.refuse("studies", "outcome")
-    conditions = _window(Study.updated_at, filters)
-    if filters.study_uid:
-        conditions.append(Study.study_uid == filters.study_uid)
-    if filters.ae:
-        conditions.append(Study.calling_ae == filters.ae)
+    conditions = _matching(filters, Study.updated_at, study=Study.study_uid, ae=Study.calling_ae)
     if filters.state:
         conditions.append(Study.state == filters.state)
     query = (
@@ -100,11 +107,8 @@ def _outcome_condition(filters: Filters) -> ColumnElement[bool] | None:
 def events(session: Session, filters: Filters, *, limit: int | None = None) -> list[Row]:
     """Audit events in the window, newest first; ``--ae`` matches the calling AE."""
     filters.refuse("events", "state")
-    conditions = _window(AuditEvent.occurred_at, filters)
-    if filters.study_uid:
-        conditions.append(AuditEvent.study_uid == filters.study_uid)
-    if filters.ae:
-        conditions.append(AuditEvent.calling_ae == filters.ae)
+    conditions = _matching(filters, AuditEvent.occurred_at, study=AuditEvent.study_uid,
+                           ae=AuditEvent.calling_ae)
     outcome = _outcome_condition(filters)
     if outcome is not None:
         conditions.append(outcome)
@@ -121,11 +125,8 @@ def deliveries(session: Session, filters: Filters, *, limit: int | None = None) 
     """Deliveries created in the window; ``--ae`` is the destination, ``--outcome success``
     the delivered ones, ``failure`` the others."""
     filters.refuse("deliveries", "state")
-    conditions = _window(Delivery.created_at, filters)
-    if filters.study_uid:
-        conditions.append(Study.study_uid == filters.study_uid)
-    if filters.ae:
-        conditions.append(Delivery.destination_ae == filters.ae)
+    conditions = _matching(filters, Delivery.created_at, study=Study.study_uid,
+                           ae=Delivery.destination_ae)
     if filters.outcome == Outcome.SUCCESS:
         conditions.append(Delivery.delivered_at.is_not(None))
     elif filters.outcome is not None:
@@ -146,9 +147,7 @@ def associations(session: Session, filters: Filters, *, limit: int | None = None
     """Associations started in the window; ``--outcome failure``: aborted or with refusals;
     ``--study``: those that carried an instance of the study."""
     filters.refuse("associations", "state")
-    conditions = _window(Association.started_at, filters)
-    if filters.ae:
-        conditions.append(Association.calling_ae == filters.ae)
+    conditions = _matching(filters, Association.started_at, ae=Association.calling_ae)
     failed = or_(Association.aborted.is_(True), Association.refused > 0)
     if filters.outcome == Outcome.SUCCESS:
         conditions.append(~failed)
@@ -184,11 +183,7 @@ def summary(session: Session, filters: Filters) -> list[Row]:
     """Studies changed in the window: counts per state, failures by reason, p50/p95
     seconds from COMPLETE to DONE; audit events by outcome. One row per figure."""
     filters.refuse("summary", "state", "outcome")
-    conditions = _window(Study.updated_at, filters)
-    if filters.study_uid:
-        conditions.append(Study.study_uid == filters.study_uid)
-    if filters.ae:
-        conditions.append(Study.calling_ae == filters.ae)
+    conditions = _matching(filters, Study.updated_at, study=Study.study_uid, ae=Study.calling_ae)
     rows: list[Row] = []
     for state, count in session.execute(
         select(Study.state, func.count()).where(*conditions).group_by(Study.state)
@@ -211,11 +206,8 @@ def summary(session: Session, filters: Filters) -> list[Row]:
         value = percentile(seconds, fraction)
         rows.append({"figure": "COMPLETE to DONE seconds", "key": name,
                      "value": None if value is None else round(value, 1)})
-    event_conditions = _window(AuditEvent.occurred_at, filters)
-    if filters.ae:
-        event_conditions.append(AuditEvent.calling_ae == filters.ae)
-    if filters.study_uid:
-        event_conditions.append(AuditEvent.study_uid == filters.study_uid)
+    event_conditions = _matching(filters, AuditEvent.occurred_at, study=AuditEvent.study_uid,
+                                 ae=AuditEvent.calling_ae)
     for outcome, count in session.execute(
         select(AuditEvent.outcome, func.count()).where(*event_conditions)
         .group_by(AuditEvent.outcome).order_by(AuditEvent.outcome)
