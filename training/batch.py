@@ -20,6 +20,7 @@ from training.evaluate import (
     CLASS_METRICS,
     PATTERN_METRICS,
     Predictions,
+    fmt_estimate,
     paired_difference,
     write_evaluation,
 )
@@ -54,8 +55,8 @@ def evaluate_checkpoint(checkpoint: Path, data: NoduleSet, out: Path, title: str
         lines = ["", f"Paired difference, this checkpoint − {compare.name} "
                  "(same nodules, paired bootstrap):", "", "| metric | difference [95 % CI] |",
                  "|---|---|"]
-        lines += [f"| {k.replace('_', ' ')} | {v['value']:+.3f} [{v['low']:+.3f}, "
-                  f"{v['high']:+.3f}] |" for k, v in diffs.items()]
+        lines += [f"| {k.replace('_', ' ')} | {fmt_estimate(v, '+')} |"
+                  for k, v in diffs.items()]
         with (out / "metrics.md").open("a") as f:
             f.write("\n".join(lines) + "\n")
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")

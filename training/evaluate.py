@@ -10,6 +10,7 @@ the same nodules by a paired bootstrap of the difference.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,8 +191,13 @@ def write_evaluation(pred: Predictions, truth: NoduleSet, folder: Path, title: s
     return report
 
 
-def _fmt(value: dict[str, float]) -> str:
-    return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
+def fmt_estimate(value: dict[str, float], sign: str = "") -> str:
+    """``value [low, high]`` with three decimals; "n/a" where the metric is undefined (a
+    class or pattern without positives)."""
+    if math.isnan(value["value"]):
+        return "n/a"
+    return (f"{value['value']:{sign}.3f} [{value['low']:{sign}.3f}, "
+            f"{value['high']:{sign}.3f}]")
 
 
 def markdown(report: dict[str, Any], title: str) -> str:
@@ -203,9 +209,9 @@ def markdown(report: dict[str, Any], title: str) -> str:
              "| metric | value [95 % CI] |", "|---|---|"]
     for name in (*CLASS_METRICS, *PATTERN_METRICS):
         if name in report:
-            lines.append(f"| {name.replace('_', ' ')} | {_fmt(report[name])} |")
+            lines.append(f"| {name.replace('_', ' ')} | {fmt_estimate(report[name])} |")
     for cls, value in report.get("class_auc", {}).items():
-        lines.append(f"| AUC {cls} vs rest | {_fmt(value)} |")
+        lines.append(f"| AUC {cls} vs rest | {fmt_estimate(value)} |")
     if "confusion" in report:
         names = [c.value for c in INVASIVENESS]
         lines += ["", "Invasiveness confusion matrix (rows: truth, columns: predicted):", "",

@@ -22,6 +22,7 @@ from training.evaluate import (
     Metric,
     Predictions,
     evaluate,
+    fmt_estimate,
     paired_difference,
 )
 from training.recipe import ROLES
@@ -50,8 +51,7 @@ def _roles_in(run_dir: Path, set_name: str) -> dict[str, Predictions]:
 def _cell(report: dict[str, Any], name: str) -> str:
     if name not in report:
         return "–"
-    v = report[name]
-    return f"{v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
+    return fmt_estimate(report[name])
 
 
 def _metric(name: str) -> Metric:
@@ -102,7 +102,7 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
             for d in result["differences"]:
                 lines.append(f"| {titles[d['model']]} − {titles[d['reference']]} "
                              f"| {d['metric'].replace('_', ' ')} "
-                             f"| {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] |")
+                             f"| {fmt_estimate(d, '+')} |")
         lines.append("")
     seconds = info.get("seconds", {})
     if seconds:
