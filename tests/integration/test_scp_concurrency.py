@@ -7,6 +7,7 @@ through SO_REUSEPORT.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -92,6 +93,10 @@ def _listeners(port: int) -> int:
 def test_two_receiving_processes_share_the_port(node_db: str, tmp_path: Path) -> None:
     port = free_port()
     with node_process(tmp_path / "var", node_db, port, receivers="2"):
+        # the first receiver answers the readiness C-ECHO; the second may still be starting
+        deadline = time.monotonic() + 60
+        while _listeners(port) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert _listeners(port) == 2
         statuses = _send_concurrently(port, 4, 25)
     assert statuses == [0x0000] * 100

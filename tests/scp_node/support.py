@@ -101,10 +101,10 @@ def postgres_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def scp_config(db_url: str, store: Path, **overrides: Any) -> ScpConfig:
-    """A configuration on a free port (0) with short timeouts for tests."""
+    """A configuration on a free port (0), a short shutdown grace for tests."""
     config = ScpConfig(ae_title=NODE_AE, host="127.0.0.1", port=0, store_dir=store,
-                       database_url=db_url, acse_timeout=10, dimse_timeout=20,
-                       network_timeout=20, shutdown_grace=2)
+                       database_url=db_url, acse_timeout=30, dimse_timeout=60,
+                       network_timeout=60, shutdown_grace=2)
     return replace(config, **overrides)
 
 
@@ -125,7 +125,8 @@ def associate(port: int, contexts: Sequence[tuple[str, Sequence[str]]], *, calli
               called_ae: str = NODE_AE, tls: ssl.SSLContext | None = None) -> Association:
     """An association from a pynetdicom SCU, with TCP_NODELAY on its socket as well."""
     ae = AE(ae_title=calling_ae)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
+    # generous: a shared, loaded test machine must not turn a slow answer into a failure
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
     for sop_class, syntaxes in contexts:
         ae.add_requested_context(sop_class, list(syntaxes))
     tls_args = (tls, "localhost") if tls is not None else None
