@@ -256,6 +256,7 @@ def fresh_sqlite(work: Path) -> str:
 def run(args: argparse.Namespace) -> BenchResult:
     work = Path(tempfile.mkdtemp(prefix="lungpath-bench-ingest-"))
     postgres = PostgresDatabase()
+    args.load_before = os.getloadavg()[0]
     try:
         paths = make_series(work / "series", args.instances)
         megabytes = sum(p.stat().st_size for p in paths) / 1e6
@@ -316,6 +317,10 @@ def report(args: argparse.Namespace, rates: dict[tuple[str, int], list[float]],
         "TCP_NODELAY=1. storescp: -od, no --fork, TCP_NODELAY=1.",
         "Each measurement starts the receiver fresh and times the first storescu start to the "
         "last storescu exit.",
+        f"Load average of the machine (shared with other work): {args.load_before:.1f} before "
+        f"the run, {os.getloadavg()[0]:.1f} after; on a loaded machine each receiver's share "
+        "of the CPU, not its latency, sets its rate, which favours the receiver that spends "
+        "the least CPU per instance.",
     ]
     return result
 

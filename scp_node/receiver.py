@@ -247,11 +247,11 @@ class Receiver:
                          sop_instance_uid=key.sop_instance_uid,
                          transfer_syntax_uid=context.transfer_syntax,
                          source_ae_title=state.calling_ae)
-        stored = self.store.describe(key, meta, data_set)
-        # the file is written and fsynced in another thread while the row is prepared; the
-        # transaction commits only once the file is durable, so the order on disk is still
-        # file first, row second, acknowledgement last
+        # the file is written and fsynced in another thread while this one hashes it and
+        # prepares the row; the transaction commits only once the file is durable, so the
+        # order is still file first, row second, acknowledgement last
         writing = self._writer.submit(self.store.write, key, meta, data_set)
+        stored = self.store.describe(key, meta, data_set)
         try:
             with transaction(self.engine) as session:
                 outcome = record_instance(
@@ -295,8 +295,9 @@ class Receiver:
         state.refused += 1
         study = header.study_uid if header else None
         sop = header.sop_instance_uid if header else None
-        logger.warning("instance refused assoc=%s calling_ae=%s status=0x%04X reason=%r",
-                       state.association_id, state.calling_ae, problem.status, problem.reason)
+        logger.warning("instance refused assoc=%s calling_ae=%s study=%s sop=%s status=0x%04X "
+                       "reason=%r", state.association_id, state.calling_ae, _uid_column(study),
+                       _uid_column(sop), problem.status, problem.reason)
         detail = {"status": f"0x{problem.status:04X}", "reason": problem.reason,
                   "association_id": state.association_id}
         try:
