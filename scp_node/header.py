@@ -31,6 +31,9 @@ SERIES_INSTANCE_UID = 0x0020000E
 #: Pixel Data, Float Pixel Data, Double Float Pixel Data.
 PIXEL_DATA_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _WANTED = frozenset({SOP_CLASS_UID, SOP_INSTANCE_UID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID})
+#: Deepest nesting of undefined-length sequences the walk follows; a deeper data set is
+#: refused as malformed (each level costs a few bytes to send and two frames of recursion).
+MAX_SEQUENCE_DEPTH = 64
 
 
 class MalformedDataSet(ValueError):
@@ -109,10 +112,13 @@ class _Walker:
     """Walks the elements of a data set, checking every length against the end."""
 
     def __init__(self, data: bytes, encoding: Encoding,
-                 visit: Callable[[int, int, int], None] | None = None) -> None:
+                 visit: Callable[[int, int, int], None] | None = None, depth: int = 0) -> None:
+        if depth > MAX_SEQUENCE_DEPTH:
+            raise MalformedDataSet(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels")
         self.data = data
         self.encoding = encoding
         self.visit = visit
+        self.depth = depth
         order = "<" if encoding.little_endian else ">"
         self.tag_format = struct.Struct(order + "HH")
         self.u16 = struct.Struct(order + "H")
@@ -172,7 +178,7 @@ class _Walker:
         (PS3.5 section 6.2.2); other items use the data set's own encoding.
         """
         encoding = Encoding(True, True) if un_vr else self.encoding
-        items = _Walker(self.data, encoding)
+        items = _Walker(self.data, encoding, depth=self.depth + 1)
         while True:
             if pos + 8 > end:
                 raise MalformedDataSet("a sequence of undefined length has no delimiter")

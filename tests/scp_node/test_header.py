@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from scp_node.contexts import encoding_of
-from scp_node.header import Encoding, MalformedDataSet, read_header
+from scp_node.header import MAX_SEQUENCE_DEPTH, Encoding, MalformedDataSet, read_header
 from tests.scp_node.support import ct_slice, encode_data_set
 
 ENCODINGS = {
@@ -101,3 +101,19 @@ def test_arbitrary_bytes_never_crash(data: bytes) -> None:
     for implicit in (True, False):
         with contextlib.suppress(MalformedDataSet):
             read_header(data, Encoding(implicit, True))
+
+
+def _nested(depth: int) -> bytes:
+    """A CT slice with ``depth`` undefined-length sequences nested in each other."""
+    opening = b"\x40\x00\x75\x02SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
+    closing = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    nested = opening * depth + closing * depth
+    return nested + _encode(ct_slice("1.2.3", "1.2.3.4", 0, size=4), False, True)
+
+
+def test_deep_nesting_is_malformed_not_a_recursion_error() -> None:
+    encoding = Encoding(implicit_vr=False, little_endian=True)
+    assert read_header(_nested(MAX_SEQUENCE_DEPTH), encoding).study_uid == "1.2.3"
+    for depth in (MAX_SEQUENCE_DEPTH + 1, 5000):
+        with pytest.raises(MalformedDataSet, match="nested deeper"):
+            read_header(_nested(depth), encoding)
