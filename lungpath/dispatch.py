@@ -25,10 +25,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from celery import Celery
 from sqlalchemy import Engine, select
 
+import model
 from db.engine import transaction
 from db.events import EventType, Outcome, audit
 from db.models import Delivery, Result, Study, StudyState
@@ -46,6 +48,24 @@ from pipeline.queue import (
 logger = logging.getLogger(__name__)
 
 ACTOR = "dispatcher"
+
+#: Where shipped weights live; the one ``*.pt`` there is the default checkpoint.
+WEIGHTS_DIR = Path(model.__file__).resolve().parent / "weights"
+
+
+class WorkerError(RuntimeError):
+    """A worker cannot start; the message says why in one line."""
+
+
+def checkpoint_path(settings: Settings) -> Path:
+    """The checkpoint a worker serves: the setting, else the shipped weights."""
+    if settings.checkpoint is not None:
+        return settings.checkpoint
+    shipped = sorted(WEIGHTS_DIR.glob("*.pt"))
+    if not shipped:
+        raise WorkerError(f"no checkpoint: set checkpoint (LUNGPATH_CHECKPOINT); {WEIGHTS_DIR} "
+                          "holds no shipped weights")
+    return shipped[0]
 
 
 def queue_config(settings: Settings) -> QueueConfig:
@@ -255,12 +275,16 @@ class Orchestration:
 
     @classmethod
     def start(cls, settings: Settings, engine: Engine) -> Orchestration:
-        """Start the dispatcher, and the worker child when the broker is the embedded one."""
+        """Start the dispatcher, and the worker child when the broker is the embedded one;
+        ``WorkerError`` before anything starts when that worker would have no checkpoint."""
+        embedded = settings.embedded_broker and settings.embedded_worker
+        if embedded:
+            checkpoint_path(settings)
         dispatcher = Dispatcher.from_settings(engine, create_app(queue_config(settings)),
                                               settings)
         dispatcher.start()
         worker = None
-        if settings.embedded_broker and settings.embedded_worker:
+        if embedded:
             worker = start_embedded_worker(settings)
             logger.info("embedded worker started pid=%s", worker.pid)
         return cls(dispatcher, worker, settings.shutdown_grace_seconds)

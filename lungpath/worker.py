@@ -9,11 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from pathlib import Path
 
-import model
 from lungpath import __version__
-from lungpath.dispatch import processing_deadline_s, queue_config
+from lungpath.dispatch import WorkerError, checkpoint_path, processing_deadline_s, queue_config
 from lungpath.settings import Settings
 from model.checkpoint import CheckpointError, load_checkpoint
 from pipeline.analysis import AnalysisConfig
@@ -22,25 +20,6 @@ from pipeline.queue import create_app
 from pipeline.tasks import WorkerRuntime, register
 
 logger = logging.getLogger(__name__)
-
-#: Where shipped weights live; the one ``*.pt`` there is the default checkpoint.
-WEIGHTS_DIR = Path(model.__file__).resolve().parent / "weights"
-
-
-class WorkerError(RuntimeError):
-    """The worker cannot start; the message says why in one line."""
-
-
-def checkpoint_path(settings: Settings) -> Path:
-    """The checkpoint to serve: the setting, else the shipped weights."""
-    if settings.checkpoint is not None:
-        return settings.checkpoint
-    shipped = sorted(WEIGHTS_DIR.glob("*.pt"))
-    if not shipped:
-        raise WorkerError(f"no checkpoint: set checkpoint (LUNGPATH_CHECKPOINT); {WEIGHTS_DIR} "
-                          "holds no shipped weights")
-    return shipped[0]
-
 
 def worker_runtime(settings: Settings) -> WorkerRuntime:
     """What the tasks need, from the settings."""

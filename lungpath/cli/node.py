@@ -19,12 +19,13 @@ def serve(ctx: Context, host: str | None, port: int | None, ae_title: str | None
 
     In the embedded mode (the default) it also starts an analysis worker as a child process.
     """
+    from lungpath.dispatch import WorkerError
     from lungpath.node import NodeError, run_node
 
     settings = ctx.settings(host=host, port=port, ae_title=ae_title)
     try:
         run_node(settings)
-    except NodeError as e:
+    except (NodeError, WorkerError) as e:
         fail(str(e))
     except OSError as e:
         fail(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}")
@@ -39,7 +40,8 @@ def serve(ctx: Context, host: str | None, port: int | None, ae_title: str | None
 @pass_context
 def worker(ctx: Context, device: str | None, queues: str, concurrency: int | None) -> None:
     """Run an analysis and delivery worker (Celery) on this host."""
-    from lungpath.worker import WorkerError, run_worker
+    from lungpath.dispatch import WorkerError
+    from lungpath.worker import run_worker
 
     settings = ctx.settings(device=device, worker_concurrency=concurrency)
     try:

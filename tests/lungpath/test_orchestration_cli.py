@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from db.engine import create_engine_for, transaction
 from db.states import complete_stable, start_study
 from lungpath.cli import main
+from tests.conftest import free_port
 from tests.db.conftest import sqlite_template
 from tests.integration.orchestration import tiny_checkpoint
 
@@ -57,3 +58,12 @@ def test_reanalyze_only_a_finished_study(env: dict[str, str]) -> None:
 def test_resend_needs_a_result(env: dict[str, str]) -> None:
     result = CliRunner().invoke(main, ["resend", "1.2.3.4"], env=env)
     assert result.exit_code == 1 and "no result to send" in result.output
+
+
+def test_serve_refuses_an_embedded_worker_without_checkpoint(
+        tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import lungpath.dispatch
+
+    monkeypatch.setattr(lungpath.dispatch, "WEIGHTS_DIR", tmp_path / "no-weights")
+    result = CliRunner().invoke(main, ["serve"], env={**env, "LUNGPATH_PORT": str(free_port())})
+    assert result.exit_code == 1 and "no checkpoint" in result.output
