@@ -44,18 +44,19 @@ from db.queries import Filters, deliveries, events
 from lungpath.cli.audit import render
 from lungpath.cli.results import format_report
 from lungpath.demo_truth import compare_with_truth
+from lungpath.dispatch import WorkerError, checkpoint_path
 from lungpath.settings import ENV_PREFIX, SettingsError, load_settings
-from pipeline.results import ReportError, read_findings
 
 NODE_AE = "LUNGPATH"
 PACS_AE = "DEMOPACS"
 SENDER_AE = "DEMOCT"
 #: The synthetic study: the fast protocol (256 x 256, 2.5 mm slices) keeps the demo within
-#: a minute on a 2-core machine; two nodules give the table something to compare.
+#: a minute on a 2-core machine; one nodule keeps the result objects quick to write.
 ACQUISITION = "fast"
-NODULES = 2
-STABLE_SECONDS = 2.0
+NODULES = 1
+STABLE_SECONDS = 1.0
 POLL_S = 0.25
+WORKER_GRACE_S = 3.0
 #: Objects by SOP Class UID: what the PACS receives back.
 KINDS = {"1.2.840.10008.5.1.4.1.1.88.34": "SR", "1.2.840.10008.5.1.4.1.1.7": "SC",
          "1.2.840.10008.5.1.4.1.1.66.4": "SEG"}
@@ -222,14 +223,15 @@ class Children:
                 raise DemoError(f"the {name} stopped (exit code {process.returncode}); "
                                 f"the end of {self.folder / (name + '.log')}:\n{lines}")
 
-    def stop(self, grace_s: float = 20.0) -> None:
-        """SIGTERM to each child's process group, SIGKILL after ``grace_s``."""
+    def stop(self, graces_s: dict[str, float] | None = None) -> None:
+        """SIGTERM to each child, SIGKILL to its process group after its grace (20 s unless
+        ``graces_s`` names another)."""
         for process in self.processes.values():
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
+                process.terminate()
+        for name, process in self.processes.items():
             try:
-                process.wait(timeout=grace_s)
+                process.wait(timeout=(graces_s or {}).get(name, 20.0))
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
@@ -281,19 +283,25 @@ def _wait(condition: Callable[[], bool], what: str, children: Children,
         time.sleep(POLL_S)
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
+def _echoes(port: int) -> bool:
+    """Whether the node answers a C-ECHO: a released association, where a bare TCP probe
+    would leave the node an association to wait out at its stop."""
+    ae = AE(ae_title=SENDER_AE)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 5
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
+    if not assoc.is_established:
         return False
+    status = assoc.send_c_echo()
+    assoc.release()
+    return bool(status) and int(status.Status) == 0x0000
 
 
 def _synthetic_study(options: DemoOptions, progress: Progress) -> tuple[list[Dataset], Path]:
     from training.synthetic.study import generate_study
 
     folder = options.out / "study"
-    progress(f"writing a synthetic chest CT ({ACQUISITION} protocol, {NODULES} nodules, "
+    progress(f"writing a synthetic chest CT ({ACQUISITION} protocol, {NODULES} nodule(s), "
              f"seed {options.seed}) to {folder}")
     generate_study(folder, seed=options.seed, acquisition=ACQUISITION, n_nodules=NODULES)
     return read_study(folder), folder
@@ -301,18 +309,23 @@ def _synthetic_study(options: DemoOptions, progress: Progress) -> tuple[list[Dat
 
 @contextmanager
 def _running(children: Children, pacs: DemoPacs) -> Iterator[None]:
+    """Stop the children and the PACS however the demo ends. The worker is idle by then (its
+    results are delivered, or the demo failed): it gets a short grace, as Celery's prefork
+    worker takes ~10 s to exit after the signal, and the demo's broker is its own."""
     try:
         yield
     finally:
-        children.stop()
+        children.stop({"worker": WORKER_GRACE_S})
         pacs.stop()
 
 
 def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> Path:
     """Run the demo, print as it goes, return the SR's path; ``DemoError`` on failure."""
     progress = Progress(stream)
-    for chatty in ("pynetdicom", "alembic"):  # one line per C-STORE, per migration at INFO
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # pynetdicom logs each C-STORE, and each refused try while the node starts; the demo
+    # reports its own failures. alembic logs each migration.
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     options.out.mkdir(parents=True, exist_ok=True)
     progress(f"demo folder {options.out.resolve()}")
     progress(RESEARCH_NOTE)
@@ -325,7 +338,8 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> Path:
     values = demo_values(options, _free_port(), pacs.port)
     try:
         settings = load_settings(None, values)
-    except SettingsError as e:
+        checkpoint_path(settings)  # no checkpoint: say so now, not when the worker stops
+    except (SettingsError, WorkerError) as e:
         pacs.stop()
         raise DemoError(str(e)) from None
     upgrade(settings.database)
@@ -340,7 +354,7 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> Path:
         progress(f"PACS stand-in listening: AE {PACS_AE} on 127.0.0.1:{pacs.port}")
         datasets, folder = given or _synthetic_study(options, progress)
         study_uid = str(datasets[0].StudyInstanceUID)
-        _wait(lambda: _answers(settings.port), "the node's DICOM port", children, deadline)
+        _wait(lambda: _echoes(settings.port), "the node's C-ECHO answer", children, deadline)
         progress(f"sending {len(datasets)} instances with C-STORE ({SENDER_AE} -> {NODE_AE})")
         send_study(datasets, settings.port)
         progress(f"sent study {study_uid}")
@@ -398,6 +412,8 @@ def _follow(engine: Any, study_uid: str, pacs: DemoPacs, children: Children, dea
 
 def _report(engine: Any, study_uid: str, sr_path: Path, study_folder: Path,
             datasets: list[Dataset], progress: Progress) -> None:
+    from pipeline.results import ReportError, read_findings  # highdicom, matplotlib: slow
+
     try:
         report = read_findings(pydicom.dcmread(sr_path))
     except (ReportError, InvalidDicomError) as e:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 
 from model.pathology import PATTERNS
-from pipeline.results import ParsedNodule, ParsedReport
+
+if TYPE_CHECKING:  # pipeline.results loads highdicom and matplotlib: not at the demo's start
+    from pipeline.results import ParsedNodule, ParsedReport
 
 MIN_MATCH_MM = 10.0
 
