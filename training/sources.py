@@ -59,7 +59,9 @@ def seg_centre(path: Path, segment: int) -> tuple[float, float, float]:
         row_mm, col_mm = (float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing)
         points = []
         for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence, strict=True):
-            number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+            # one segment: its identification may sit in the shared groups
+            identification = item if "SegmentIdentificationSequence" in item else shared
+            number = int(identification.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
             if number != segment or not frame.any():
                 continue
             origin = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, dtype=float)
