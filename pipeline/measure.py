@@ -167,16 +167,17 @@ def _component(
     if start == 0:
         return None
     raw = labels == start
-    opened = _opening(raw, ball, spacing) & raw
-    pieces, m = ndimage.label(opened)
-    if m == 0:
-        return raw, 0.0  # smaller than the ball: keep it whole
-    piece = _nearest_label(pieces, seed, spacing, max(3.0, diameter / 2))
-    if piece == 0:
-        return None
-    # the polyhedral element shaves the nodule's surface too: give back one voxel layer
-    mask = ndimage.binary_dilation(pieces == piece, structure=_CROSS) & raw
-    return mask, 1.0 - float(mask.sum()) / float(raw.sum())
+    survivors = 0
+    for radius in (ball, ball / 2):  # a small nodule on a coarse grid may not hold the ball
+        pieces, survivors = ndimage.label(_opening(raw, radius, spacing) & raw)
+        piece = _nearest_label(pieces, seed, spacing, max(3.0, diameter / 2)) if survivors else 0
+        if piece:
+            # the polyhedral element shaves the nodule's surface too: give back one layer
+            mask = ndimage.binary_dilation(pieces == piece, structure=_CROSS) & raw
+            return mask, 1.0 - float(mask.sum()) / float(raw.sum())
+    if survivors == 0:
+        return raw, 0.0  # smaller than either ball: keep it whole
+    return None  # only something else (a thicker vessel) survives the opening
 
 
 def _nearest_label(labels: np.ndarray, seed: np.ndarray, spacing: np.ndarray, reach: float) -> int:
