@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import socket
 import threading
 import time
 from multiprocessing.process import BaseProcess
@@ -22,6 +23,7 @@ from sqlalchemy import Engine
 
 from db.engine import create_engine_for
 from db.migrations import SchemaError, check_schema
+from lungpath.atna import AtnaExporter, Source, sender_for
 from lungpath.dispatch import Orchestration
 from lungpath.settings import Settings
 from scp_node.completion import CompletionSweeper
@@ -75,6 +77,7 @@ class Node:
         self.sweeper: CompletionSweeper | None = None
         self.children: list[BaseProcess] = []
         self.orchestration: Orchestration | None = None
+        self.atna: AtnaExporter | None = None
 
     def start(self) -> None:
         """Start everything; raise ``NodeError`` if the database or the store is not ready."""
@@ -98,6 +101,11 @@ class Node:
         self.sweeper = CompletionSweeper(engine, stable_seconds=settings.stable_seconds)
         self.sweeper.start()
         self.orchestration = Orchestration.start(settings, engine)
+        if settings.atna_syslog_url is not None:
+            self.atna = AtnaExporter(engine, sender_for(settings.atna_syslog_url,
+                                                        settings.atna_ca_file),
+                                     Source(settings.ae_title, socket.gethostname()))
+            self.atna.start()
         logger.info("node started ae_title=%s port=%d receivers=%d stable_seconds=%s",
                     settings.ae_title, self.port, settings.receivers, settings.stable_seconds)
 
@@ -145,6 +153,9 @@ class Node:
         if self.sweeper is not None:
             self.sweeper.stop()
             self.sweeper = None
+        if self.atna is not None:
+            self.atna.stop()  # last: it sends the events the parts above recorded
+            self.atna = None
         if self.engine is not None:
             self.engine.dispose()
             self.engine = None

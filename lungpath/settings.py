@@ -172,6 +172,11 @@ class Settings(BaseSettings):
     #: Audit events older than this many days may be deleted by ``lungpath purge``; unset
     #: keeps them forever. Study data has its own window (``purge --older-than``).
     audit_retention_days: int | None = Field(default=None, ge=1)
+    #: Where audit events are also sent as DICOM audit messages (PS3.15 A.5) in RFC 5424
+    #: syslog: ``udp://host:port`` (RFC 5426) or ``tls://host:port`` (RFC 5425); unset: not
+    #: sent. ``atna_ca_file``: the CA certificates a TLS collector's certificate must chain to.
+    atna_syslog_url: str | None = None
+    atna_ca_file: Path | None = None
 
     @field_validator("ae_title")
     @classmethod
@@ -253,11 +258,21 @@ class Settings(BaseSettings):
                               f"({self.delivery_max_backoff_seconds})")
         return self
 
+    @field_validator("atna_syslog_url")
+    @classmethod
+    def _atna_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            match = re.fullmatch(r"(udp|tls)://([^:/\s]+|\[[0-9a-fA-F:]+\]):(\d{1,5})", value)
+            if match is None or not 0 < int(match.group(3)) <= 65535:
+                raise ValueError(f"must be udp://host:port or tls://host:port, got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _tls_files(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
-        for name in ("tls_cert_file", "tls_key_file", "tls_ca_file", "checkpoint"):
+        for name in ("tls_cert_file", "tls_key_file", "tls_ca_file", "checkpoint",
+                     "atna_ca_file"):
             path: Path | None = getattr(self, name)
             if path is not None and not path.is_file():
                 raise _FieldError(name, f"file {str(path)!r} does not exist")

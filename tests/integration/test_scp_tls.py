@@ -1,25 +1,20 @@
 """A TLS node accepts a SCU whose certificate its CA signed, and refuses plain or unknown ones.
 
-Certificates (a CA, the node's, a client's, and a stranger's self-signed one) are made here
-with ``cryptography``; nothing is read from the machine.
+Certificates (a CA, the node's, a client's, and a stranger's self-signed one) are made by
+``tests.pki`` with ``cryptography``; nothing is read from the machine.
 """
 
 from __future__ import annotations
 
 import ssl
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from db.engine import create_engine_for
 from db.events import EventType
+from tests.pki import pki
 from tests.scp_node.support import (
     CT,
     associate,
@@ -32,49 +27,7 @@ from tests.scp_node.support import (
     sqlite_template,
 )
 
-__all__ = ["node_db", "sqlite_template"]
-
-KeyAndCert = tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
-
-
-def _certificate(name: str, issuer: KeyAndCert | None, *, ca: bool = False) -> KeyAndCert:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    signer_key, issuer_name = (issuer[0], issuer[1].subject) if issuer else (key, subject)
-    now = datetime.now(UTC)
-    builder = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-    return key, builder.sign(signer_key, hashes.SHA256())
-
-
-def _write(folder: Path, name: str, pair: KeyAndCert) -> tuple[Path, Path]:
-    key_path, cert_path = folder / f"{name}.key", folder / f"{name}.pem"
-    key_path.write_bytes(pair[0].private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-    cert_path.write_bytes(pair[1].public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> dict[str, Path]:
-    ca = _certificate("lungpath test CA", None, ca=True)
-    files: dict[str, Path] = {}
-    _, files["ca"] = _write(tmp_path, "ca", ca)
-    files["node_key"], files["node_cert"] = _write(tmp_path, "node", _certificate("node", ca))
-    files["client_key"], files["client_cert"] = _write(tmp_path, "client",
-                                                       _certificate("ct-scanner", ca))
-    files["stranger_key"], files["stranger_cert"] = _write(
-        tmp_path, "stranger", _certificate("stranger", _certificate("other CA", None, ca=True)))
-    return files
-
+__all__ = ["node_db", "pki", "sqlite_template"]
 
 def _client_context(pki: dict[str, Path], who: str | None) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki["ca"]))
