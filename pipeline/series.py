@@ -33,6 +33,8 @@ LUNG_KERNEL = re.compile(
 #: An axial series has its slice normal within this many degrees of the patient's z axis.
 AXIAL_MAX_DEGREES = 35.0
 THIN_SLICE_MM = 1.5
+#: Slices further apart than this are refused: nodules of a few millimetres fall between them.
+MAX_SLICE_SPACING_MM = 5.0
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,9 @@ def _geometry_problem(frames: list[ImageFrame], min_images: int) -> tuple[str | 
         geometry = stack_geometry([f.plane for f in frames])
     except GeometryError as e:
         return str(e), None
+    if geometry.spacing[2] > MAX_SLICE_SPACING_MM + 0.01:
+        return (f"slices {geometry.spacing[2]:.1f} mm apart, thicker than the "
+                f"{MAX_SLICE_SPACING_MM:.0f} mm the analysis accepts"), None
     return None, geometry.spacing[2]
 
 

@@ -117,3 +117,12 @@ def test_synthetic_study_with_extra_series(tmp_path: Path) -> None:
     assert choice.series.series_instance_uid == truth.series_uid
     reasons = sorted(reason for _, reason in choice.passed_over)
     assert reasons[0].startswith("derived or secondary") and reasons[1].startswith("localizer")
+
+
+def test_slices_thicker_than_the_limit_are_refused(tmp_path: Path) -> None:
+    thick = ct_series(phantom((20, 40, 48)), spacing=(0.7, 0.7, 10.0), study_uid=STUDY,
+                      description="Chest 10 mm")
+    choice = select_series(summarize_series(read_headers(_study(tmp_path, {"thick": thick})),
+                                            min_images=10))
+    assert choice.series is None
+    assert "slices 10.0 mm apart, thicker than the 5 mm the analysis accepts" in choice.reason
