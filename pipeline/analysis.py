@@ -204,8 +204,9 @@ def _analyse(engine: Engine, config: AnalysisConfig, predictor: Predictor, study
         with timer.stage("lung_mask"):
             lungs = lung_mask(volume.image)
     except (VolumeError, LungMaskError) as e:
-        return _Analysed(AnalysisStatus.NOT_ANALYZABLE, str(e), choice.reason,
-                         choice.series.headers)
+        # one line: the reason goes into the SR, and a decoder's message may span several
+        return _Analysed(AnalysisStatus.NOT_ANALYZABLE, " ".join(str(e).split()),
+                         choice.reason, choice.series.headers)
     by_uid = {str(ds.SOPInstanceUID): ds for ds in choice.series.headers}
     sources = tuple(by_uid[uid] for uid in dict.fromkeys(volume.sop_instance_uids))
     with timer.stage("nodules"):
