@@ -156,3 +156,24 @@ def synthetic_set(seed: int, count: int, spec: CropSpec, *, labelled: bool = Tru
         nodule_ids=ids.copy(),
         folds=np.full(count, -1, dtype=np.int64),
     )
+
+
+def cached_synthetic_set(cache: CropCache, seed: int, count: int, spec: CropSpec, *,
+                         acquisition: AcquisitionKind | str = AcquisitionKind.STANDARD,
+                         progress: str | None = None) -> NoduleSet:
+    """``synthetic_set`` of labelled boxes, kept in the crop cache: the same seed, count,
+    acquisition and CropSpec always give the same crops, so a second evaluation on the
+    held-out set does not render it again."""
+    key = CropCache.key(f"synthetic|{seed}|{count}|{acquisition}", (0.0, 0.0, 0.0), spec)
+    path = cache.folder / f"{key}.npz"
+    if path.is_file():
+        with np.load(path) as f:
+            return NoduleSet(*(f[name] for name in _SET_FIELDS))
+    data = synthetic_set(seed, count, spec, acquisition=acquisition, progress=progress)
+    partial_path = cache.folder / f"{key}.tmp.npz"
+    np.savez(partial_path, **{name: getattr(data, name) for name in _SET_FIELDS})
+    partial_path.replace(path)
+    return data
+
+
+_SET_FIELDS = ("crops", "invasiveness", "proportions", "patient_ids", "nodule_ids", "folds")

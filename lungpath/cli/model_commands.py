@@ -126,17 +126,17 @@ def _nodules(ctx: Context, checkpoint: Path, manifest: Path | None, synthetic_se
     from model.checkpoint import load_checkpoint
     from training.datasets import CropCache
     from training.manifest import read_manifest
-    from training.sources import manifest_set, synthetic_set
+    from training.sources import cached_synthetic_set, manifest_set
 
     if (manifest is None) == (synthetic_seed is None):
         fail("give a MANIFEST or --synthetic-seed (one of them)", 2)
     spec = _guarded(lambda: load_checkpoint(checkpoint).checkpoint.crop_spec)
+    cache = CropCache(ctx.settings().var_dir / "crop-cache")
     if manifest is not None:
-        cache = CropCache(ctx.settings().var_dir / "crop-cache")
         return _guarded(lambda: manifest_set(read_manifest(manifest), spec, cache))
     assert synthetic_seed is not None
-    return synthetic_set(synthetic_seed, count, spec, acquisition=acquisition,
-                         progress="synthetic boxes")
+    return cached_synthetic_set(cache, synthetic_seed, count, spec, acquisition=acquisition,
+                                progress="synthetic boxes")
 
 
 _SOURCE_OPTIONS = [
