@@ -174,6 +174,9 @@ class Receiver:
             state = self._states.pop(id(event.assoc), None)
         if state is None or state.association_id is None:
             return
+        # the DUL closes the connection on an A-ABORT before the association's own thread
+        # fires EVT_ABORTED: the abort may still be waiting in the DUL's queue here
+        state.aborted = state.aborted or _abort_pending(event.assoc)
         logger.info("association closed id=%s calling_ae=%s peer=%s accepted=%d refused=%d "
                     "aborted=%s", state.association_id, state.calling_ae, state.peer,
                     state.accepted, state.refused, state.aborted)
@@ -310,6 +313,15 @@ class Receiver:
             logger.exception("could not audit a refused instance assoc=%s",
                              state.association_id)
         return _status(problem.status, problem.reason)
+
+
+def _abort_pending(assoc: Association) -> bool:
+    """Whether an A-ABORT or A-P-ABORT ended ``assoc`` (seen or still queued)."""
+    try:
+        return bool(assoc.is_aborted or assoc.acse.is_aborted())
+    except Exception:  # the DUL may already be torn down; then nothing is pending
+        logger.exception("could not tell whether association ended with an abort")
+        return False
 
 
 def _status(code: int, comment: str) -> Dataset:

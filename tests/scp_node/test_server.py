@@ -252,3 +252,13 @@ def test_stop_waits_for_the_peer_then_aborts(node_db: str, tmp_path: Path) -> No
     assert instance_count(engine) == 1
     (closed,) = audit_events(engine, EventType.ASSOCIATION_CLOSED)
     assert closed.detail is not None and closed.detail["aborted"] is True
+
+
+def test_an_abort_is_recorded_as_such(node_db: str, tmp_path: Path) -> None:
+    with running_scp(scp_config(node_db, tmp_path / "store")) as scp:
+        for end in ("release", "abort"):
+            assoc = associate(scp.port, CT_CONTEXT)
+            assert assoc.send_c_store(ct_slice("1.2.826.0.1.9", "1.2.826.0.1.9.1", 0)).Status == 0
+            getattr(assoc, end)()
+    closed = audit_events(create_engine_for(node_db), EventType.ASSOCIATION_CLOSED)
+    assert [e.detail["aborted"] for e in closed if e.detail] == [False, True]
