@@ -44,6 +44,12 @@ def machine() -> dict[str, Any]:
     }
 
 
+def load_average() -> float:
+    """The 1-minute load average now: above the core count, other work on a shared machine
+    inflates every wall-clock figure, so results record it next to CPU seconds."""
+    return round(os.getloadavg()[0], 1)
+
+
 @dataclass
 class Target:
     """One acceptance target and what this run measured for it."""

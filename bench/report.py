@@ -39,6 +39,7 @@ def render(results: list[dict[str, Any]]) -> str:
         "floor measured in the same run.",
         "",
     ]
+    out += _at_a_glance(results)
     for result in results:
         m = result["machine"]
         out += [
@@ -62,6 +63,17 @@ def render(results: list[dict[str, Any]]) -> str:
         if result["notes"]:
             out.append("")
     return "\n".join(out)
+
+
+def _at_a_glance(results: list[dict[str, Any]]) -> list[str]:
+    """Every target of every result in one table, so that a miss is seen first."""
+    rows = [{"section": result["title"], "target": t["what"], "required": t["target"],
+             "measured": t["measured"], "met": "yes" if t["met"] else "**no**"}
+            for result in results for t in result["targets"]]
+    out = ["## Targets at a glance", ""] + _table(rows) + [""]
+    if not any(result["name"] == "gpu" for result in results):
+        out += ["No CUDA figures yet: `bench/gpu.sh` has not been run on a CUDA host.", ""]
+    return out
 
 
 def load(results_dir: Path) -> list[dict[str, Any]]:

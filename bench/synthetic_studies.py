@@ -14,6 +14,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pydicom
+from pydicom.uid import generate_uid
+
 import training.synthetic
 from training.synthetic.pathology import NodulePathology
 from training.synthetic.scene import NoduleSpec
@@ -40,11 +44,38 @@ def generator_digest() -> str:
     return digest.hexdigest()[:12]
 
 
-def study(root: Path, index: int, acquisition: str = "standard") -> tuple[Path, dict[str, Any]]:
-    """The folder and truth (truth.json as a dict) of study ``index``, generated on first use."""
-    folder = root / f"{acquisition}-{SEED}-{index:03d}-{generator_digest()}"
+def study(root: Path, index: int, acquisition: str = "standard",
+          nodules: int | None = None) -> tuple[Path, dict[str, Any]]:
+    """The folder and truth (truth.json as a dict) of study ``index``, generated on first use.
+
+    ``nodules`` None: the forced set of ``nodule_specs``; a number: that many drawn nodules.
+    """
+    count = "" if nodules is None else f"-n{nodules}"
+    folder = root / f"{acquisition}-{SEED}-{index:03d}{count}-{generator_digest()}"
     if not (folder / TRUTH_FILE).is_file():
-        generate_study(folder, seed=SEED, index=index, acquisition=acquisition,
-                       nodules=nodule_specs(index))
+        specs = nodule_specs(index) if nodules is None else [NoduleSpec() for _ in range(nodules)]
+        generate_study(folder, seed=SEED, index=index, acquisition=acquisition, nodules=specs)
     truth: dict[str, Any] = json.loads((folder / TRUTH_FILE).read_text())
     return folder, truth
+
+
+def resampled(source: Path, slices: int, target: Path) -> Path:
+    """The series in ``source`` as ``slices`` images over the same extent (each the nearest
+    source image), written once into ``target``: a study of a chosen length with the same
+    anatomy, e.g. 300 or 600 images from a 220-280 image synthetic series."""
+    if len(list(target.glob("*.dcm"))) == slices:
+        return target
+    images = [pydicom.dcmread(p) for p in sorted(source.glob("*.dcm"))]
+    images.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
+    first = np.array(images[0].ImagePositionPatient, dtype=float)
+    step = (np.array(images[-1].ImagePositionPatient, dtype=float) - first) / (slices - 1)
+    target.mkdir(parents=True, exist_ok=True)
+    series_uid = generate_uid()
+    for k in range(slices):
+        ds = images[round(k * (len(images) - 1) / (slices - 1))]
+        ds.SeriesInstanceUID = series_uid
+        ds.ImagePositionPatient = [float(v) for v in first + k * step]
+        ds.InstanceNumber = k + 1
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(target / f"{k:04d}.dcm", enforce_file_format=True)
+    return target
