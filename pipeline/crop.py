@@ -4,8 +4,8 @@ Training (study crops and box-mode renders) and serving both call ``crop`` with 
 checkpoint's ``CropSpec``, so the model is never shown crops made differently from those it
 learned on. The crop is resampled (linear interpolation) onto an isotropic grid whose axes are
 the patient axes (LPS), whatever the source's direction, so feet-first and head-first series
-give the same crop; it is indexed (z, y, x) with z towards the head... no: z increasing along
-+S, y along +P, x along +L, the numpy order of a SimpleITK image with identity direction.
+give the same crop. It is indexed (z, y, x), the numpy order of a SimpleITK image with identity
+direction: z increases towards +S (head), y towards +P, x towards +L.
 HU are mapped linearly from the spec's window to [0, 1] and clipped; space outside the volume
 reads as air.
 """
