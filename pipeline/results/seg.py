@@ -26,10 +26,9 @@ def build_seg(report: AnalysisReport) -> hd.seg.Segmentation | None:
     """The SEG of the nodule masks, or None when the analysis found no nodule."""
     if not report.findings:
         return None
-    masks = np.stack([f.mask for f in report.findings], axis=-1)  # (slice, row, col, segment)
     return hd.seg.Segmentation(
         source_images=[with_type2_attributes(ds) for ds in report.sources],
-        pixel_array=masks,
+        pixel_array=_pixel_array(report),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_segment(report, f.number) for f in report.findings],
         series_instance_uid=report.uids.seg_series,
@@ -44,6 +43,22 @@ def build_seg(report: AnalysisReport) -> hd.seg.Segmentation | None:
         content_label="NODULES",
         content_description="Lung nodules analysed by SD-MdaNet",
     )
+
+
+def _pixel_array(report: AnalysisReport) -> np.ndarray:
+    """The masks as one label map of segment numbers (slice, row, col) when no two overlap,
+    else stacked as (slice, row, col, segment); both give the same SEG.
+
+    highdicom checks a stack for overlap by summing over its short last axis into an int64
+    volume: 2.4 s and 1.3 GB for two nodules on a 512 x 512 x 300 series (bench/profiles),
+    where the label map takes a few hundredths of a second."""
+    masks = [f.mask for f in report.findings]
+    labels = np.zeros(masks[0].shape, dtype=np.uint8 if len(masks) < 256 else np.uint16)
+    for finding in report.findings:
+        if labels[finding.mask].any():
+            return np.stack(masks, axis=-1)
+        labels[finding.mask] = finding.number
+    return labels
 
 
 def _segment(report: AnalysisReport, number: int) -> hd.seg.SegmentDescription:

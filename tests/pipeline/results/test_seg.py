@@ -3,6 +3,7 @@ by label and Tracking UID, valid for dciodvfy."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import highdicom as hd
@@ -52,3 +53,23 @@ def test_seg_passes_dciodvfy(series: list[Dataset], tmp_path: Path) -> None:
     path = save(seg, tmp_path / "seg.dcm")
     assert_valid(path)
     assert pydicom.dcmread(path).NumberOfFrames > 0
+
+
+def test_overlapping_masks_keep_each_segment_whole(series: list[Dataset], tmp_path: Path) -> None:
+    """Masks that share voxels cannot be one label map: each segment still reads back whole
+    and the SEG says that segments overlap."""
+    analysis = report(series, 2)
+    first, second = analysis.findings
+    grown = dataclasses.replace(second, mask=second.mask | first.mask)
+    analysis = dataclasses.replace(analysis, findings=(first, grown))
+    seg = build_seg(analysis)
+    assert seg is not None
+    read = hd.seg.segread(save(seg, tmp_path / "seg.dcm"))
+    assert read.SegmentsOverlap == "YES"
+    source_uids = [ds.SOPInstanceUID for ds in series]
+    for finding in analysis.findings:
+        mask = read.get_pixels_by_source_instance(
+            source_sop_instance_uids=source_uids, segment_numbers=[finding.number],
+            ignore_spatial_locations=True, assert_missing_frames_are_empty=True,
+        )[..., 0].astype(bool)
+        np.testing.assert_array_equal(mask, finding.mask)
