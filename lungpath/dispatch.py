@@ -227,7 +227,7 @@ def start_embedded_worker(settings: Settings) -> BaseProcess:
 def _embedded_worker_main(settings: Settings) -> None:
     from lungpath.worker import run_worker  # imported in the child only: it loads torch
 
-    run_worker(settings)
+    run_worker(settings, health=False)  # the node serves the endpoints for both
 
 
 class ResendError(RuntimeError):

@@ -22,6 +22,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 
+from lungpath.settings import Settings
+
 logger = logging.getLogger(__name__)
 
 #: A readiness check raises (any exception) when its dependency is not usable.
@@ -145,3 +147,21 @@ class HealthServer:
                 logger.debug("health endpoint: " + format, *args)
 
         return Handler
+
+
+def start_health_server(settings: Settings, engine: Engine) -> HealthServer | None:
+    """Start the endpoints on ``settings.metrics_port`` (None: not configured) for a node
+    or a worker: readiness needs the database, the broker and the store."""
+    if settings.metrics_port is None:
+        return None
+    from lungpath.metrics import database_registry
+
+    server = HealthServer(
+        settings.host,
+        settings.metrics_port,
+        {"database": database_check(engine), "broker": broker_check(settings.broker),
+         "store": store_check(settings.store_path, settings.min_free_disk_mb)},
+        registry=database_registry(engine),
+    )
+    server.start()
+    return server

@@ -25,6 +25,7 @@ from db.engine import create_engine_for
 from db.migrations import SchemaError, check_schema
 from lungpath.atna import AtnaExporter, Source, sender_for
 from lungpath.dispatch import Orchestration
+from lungpath.health import HealthServer, start_health_server
 from lungpath.settings import Settings
 from scp_node.completion import CompletionSweeper
 from scp_node.config import ScpConfig
@@ -78,6 +79,7 @@ class Node:
         self.children: list[BaseProcess] = []
         self.orchestration: Orchestration | None = None
         self.atna: AtnaExporter | None = None
+        self.health: HealthServer | None = None
 
     def start(self) -> None:
         """Start everything; raise ``NodeError`` if the database or the store is not ready."""
@@ -106,6 +108,7 @@ class Node:
                                                         settings.atna_ca_file),
                                      Source(settings.ae_title, socket.gethostname()))
             self.atna.start()
+        self.health = start_health_server(settings, engine)
         logger.info("node started ae_title=%s port=%d receivers=%d stable_seconds=%s",
                     settings.ae_title, self.port, settings.receivers, settings.stable_seconds)
 
@@ -138,6 +141,9 @@ class Node:
 
     def stop(self) -> None:
         """Stop accepting, finish in-flight stores, stop the sweep."""
+        if self.health is not None:
+            self.health.stop()
+            self.health = None
         if self.scp is not None:
             self.scp.stop()
             self.scp = None

@@ -10,8 +10,10 @@ import logging
 import os
 import socket
 
+from db.engine import create_engine_for
 from lungpath import __version__
 from lungpath.dispatch import WorkerError, checkpoint_path, processing_deadline_s, queue_config
+from lungpath.health import start_health_server
 from lungpath.settings import Settings
 from model.checkpoint import CheckpointError, load_checkpoint
 from pipeline.analysis import AnalysisConfig
@@ -45,8 +47,13 @@ def worker_runtime(settings: Settings) -> WorkerRuntime:
     )
 
 
-def run_worker(settings: Settings, queues: tuple[str, ...] = ("analysis", "delivery")) -> None:
-    """Consume ``queues`` with ``worker_concurrency`` prefork processes until a signal."""
+def run_worker(settings: Settings, queues: tuple[str, ...] = ("analysis", "delivery"), *,
+               health: bool = True) -> None:
+    """Consume ``queues`` with ``worker_concurrency`` prefork processes until a signal.
+
+    ``health`` serves the health and metrics endpoints on ``metrics_port``; the embedded
+    worker leaves them to its node, which already serves them on that port.
+    """
     runtime = worker_runtime(settings)
     try:
         load_checkpoint(runtime.checkpoint)  # refuse a bad file now, not at the first study
@@ -61,12 +68,19 @@ def run_worker(settings: Settings, queues: tuple[str, ...] = ("analysis", "deliv
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     app = create_app(config)
     register(app, runtime)
+    engine = create_engine_for(settings.database)
+    server = start_health_server(settings, engine) if health else None
     logger.info("worker on %s: queues %s, %d processes, device %s, checkpoint %s",
                 socket.gethostname(), ",".join(queues), settings.worker_concurrency,
                 settings.device, runtime.checkpoint)
-    app.worker_main([
-        "worker", "--pool=prefork", f"--concurrency={settings.worker_concurrency}",
-        f"--queues={','.join(names[q] for q in queues)}",
-        f"--hostname=lungpath-{os.getpid()}@%h", f"--loglevel={settings.log_level}",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ])
+    try:
+        app.worker_main([
+            "worker", "--pool=prefork", f"--concurrency={settings.worker_concurrency}",
+            f"--queues={','.join(names[q] for q in queues)}",
+            f"--hostname=lungpath-{os.getpid()}@%h", f"--loglevel={settings.log_level}",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ])
+    finally:
+        if server is not None:
+            server.stop()
+        engine.dispose()
