@@ -37,11 +37,12 @@ class _Server(ThreadedAssociationServer):
     daemon_threads = True
 
     def __init__(self, *args: Any, reuse_port: bool, handshake_timeout: float,
-                 tls_context: ssl.SSLContext | None,
+                 network_timeout: float, tls_context: ssl.SSLContext | None,
                  on_handshake_failure: Callable[[tuple[str, int], OSError], None],
                  **kwargs: Any) -> None:
         self.reuse_port = reuse_port
         self.handshake_timeout = handshake_timeout
+        self.network_timeout = network_timeout
         self.tls_context = tls_context
         self.on_handshake_failure = on_handshake_failure
         super().__init__(*args, **kwargs)
@@ -56,6 +57,9 @@ class _Server(ThreadedAssociationServer):
         assert self.socket is not None
         client, address = self.socket.accept()
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # a peer that stops in the middle of a PDU must not hold its thread past the network
+        # timeout: pynetdicom waits for PDUs with select(), then reads each one whole
+        client.settimeout(self.network_timeout)
         return client, address
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -63,7 +67,7 @@ class _Server(ThreadedAssociationServer):
             try:
                 request.settimeout(self.handshake_timeout)
                 request = self.tls_context.wrap_socket(request, server_side=True)
-                request.settimeout(None)
+                request.settimeout(self.network_timeout)
             except OSError as e:  # ssl.SSLError, a timeout or a reset
                 self.shutdown_request(request)
                 self.on_handshake_failure(client_address, e)
@@ -125,6 +129,7 @@ class StorageSCP:
             request_handler=PromptRequestHandler,
             reuse_port=self.config.reuse_port,
             handshake_timeout=self.config.acse_timeout,
+            network_timeout=self.config.network_timeout,
             tls_context=self.tls_context,
             on_handshake_failure=self.receiver.refuse_handshake,
         ))

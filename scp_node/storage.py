@@ -22,6 +22,9 @@ from scp_node.uids import is_valid_uid
 
 INCOMING = ".incoming"
 TEMP_SUFFIX = ".tmp"
+#: Folders the store creates: no access for other users (files are 0600 from ``mkstemp``);
+#: the study and series folder names are UIDs, which other users need not list.
+FOLDER_MODE = 0o750
 
 #: The node's implementation class UID and version name, written into every stored file's
 #: File Meta Information (PS3.7 Annex D.3.3.2).
@@ -62,7 +65,8 @@ class InstanceStore:
         self.root = Path(root)
         self.min_free_bytes = min_free_bytes
         self.incoming = self.root / INCOMING
-        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+        self.incoming.mkdir(mode=FOLDER_MODE, exist_ok=True)
         self._known_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
 
@@ -139,7 +143,7 @@ class InstanceStore:
         with self._dirs_lock:
             for path in (folder.parent, folder):
                 if not path.is_dir():
-                    path.mkdir(exist_ok=True)
+                    path.mkdir(mode=FOLDER_MODE, exist_ok=True)
                     _fsync_dir(path.parent)
             self._known_dirs.add(folder)
 
