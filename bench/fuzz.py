@@ -4,8 +4,8 @@ Every category of the bad-input corpus (tests/hardening/corpus.py) in turn, sent
 concurrent associations (each re-opened every ``--per-association`` inputs) to a node process
 on a SQLite database of its own. At the end the run checks that
 
-- every answer was one the case allows (a missing answer within the SCU's 20 s DIMSE
-  timeout counts as a hang),
+- every answer was one the case allows (no answer within ``HANG_S`` seconds counts as a
+  hang; the slowest answer is reported),
 - the node process never exited and stops cleanly on SIGTERM (exit code 0), and its log holds
   no traceback (a handler that failed inside),
 - every instance acknowledged with 0x0000 is in the database and on disk, byte for byte,
@@ -35,6 +35,9 @@ from tests.hardening.corpus import CATEGORIES, Case, make_case
 from tests.hardening.sending import Sent, lost_instances, send_cases, unexpected
 from tests.scp_node.support import node_process
 
+#: Seconds without an answer that count as a hang (the node's own timeouts are 60 s).
+HANG_S = 120.0
+
 
 def generate(inputs: int, seed: int) -> list[Case]:
     """``inputs`` cases, the categories in turn, each drawn from its own seeded generator."""
@@ -59,7 +62,8 @@ def run(inputs: int, associations: int, per_association: int, seed: int,
     # room above the senders: a released association may still count while a new one opens
     with node_process(var, database, port, max_associations=str(2 * associations)) as node:
         with ThreadPoolExecutor(associations) as pool:
-            parts = pool.map(lambda job: send_cases(port, job[1], folder / f"work-{job[0]}"),
+            parts = pool.map(lambda job: send_cases(port, job[1], folder / f"work-{job[0]}",
+                                                    dimse_timeout=HANG_S),
                              enumerate(chunks))
             sent: list[Sent] = [s for part in parts for s in part]
         seconds = time.perf_counter() - start
@@ -97,12 +101,13 @@ def describe(sent: list[Sent], wrong: list[str], lost: list[str], *, seconds: fl
     result.add_target("crashes (node exited, traceback in its log, exit code on SIGTERM)", "0",
                       f"alive={alive}, tracebacks={tracebacks}, exit code {exit_code}",
                       alive and tracebacks == 0 and exit_code == 0)
-    result.add_target("hangs (no answer within 20 s)", "0", str(hangs), hangs == 0)
+    result.add_target(f"hangs (no answer within {HANG_S:.0f} s)", "0", str(hangs), hangs == 0)
     result.add_target("answers outside the expected statuses", "0", str(len(wrong)), not wrong)
     result.add_target("acknowledged instances lost", "0", f"{len(lost)} of {acked:,}", not lost)
     result.notes.append(f"{associations} concurrent associations, each re-opened every "
                         f"{per_association} inputs; {seconds:.0f} s wall, "
-                        f"{len(sent) / seconds:.0f} inputs/s; load average "
+                        f"{len(sent) / seconds:.0f} inputs/s; slowest answer "
+                        f"{max(s.seconds for s in sent):.1f} s; load average "
                         f"{load_average()} at the end")
     result.notes.extend(wrong[:20])
     return result

@@ -114,7 +114,9 @@ def path_uid(rng: random.Random) -> Case:
     piece = rng.choice(PATH_PIECES)
     value = rng.choice([piece, f"1.2.{piece}.3", f"{piece}etc{piece}passwd", f"1.2{piece}"])
     setattr(ds, keyword, value[:64])
-    return _case("path_uid", ds, {DOES_NOT_MATCH}, sop_instance_uid=_affected(uid))
+    # trailing spaces and NULs are padding: "1.2 " is the valid UID 1.2
+    expected = STORED if _looks_valid(str(ds.get(keyword))) else DOES_NOT_MATCH
+    return _case("path_uid", ds, {expected}, sop_instance_uid=_affected(uid))
 
 
 def _affected(uid: str) -> str:

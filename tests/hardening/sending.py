@@ -8,6 +8,7 @@ fixture, the bench for its whole process).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,27 +29,35 @@ CONTEXTS = [(sop_class, [syntax]) for sop_class in (CT, SECONDARY_CAPTURE)
 
 @dataclass(frozen=True)
 class Sent:
-    """A case and the status the node answered (``None``: no answer, the association died)."""
+    """A case, the status the node answered (``None``: no answer, the association died) and
+    the seconds the answer took."""
 
     case: Case
     status: int | None
+    seconds: float
 
 
-def send_cases(port: int, cases: Sequence[Case], folder: Path) -> list[Sent]:
-    """Send ``cases`` on one association, in order; a lost association is opened again."""
+def send_cases(port: int, cases: Sequence[Case], folder: Path, *,
+               dimse_timeout: float = 20.0) -> list[Sent]:
+    """Send ``cases`` on one association, in order; a lost association is opened again.
+    No answer within ``dimse_timeout`` seconds gives a ``None`` status."""
     folder.mkdir(parents=True, exist_ok=True)
     sent: list[Sent] = []
     assoc = associate(port, CONTEXTS)
+    assoc.dimse_timeout = dimse_timeout
     try:
         for index, case in enumerate(cases):
             if not assoc.is_established:
                 assoc = associate(port, CONTEXTS)
+                assoc.dimse_timeout = dimse_timeout
             path = part10_file(folder / f"{index}.dcm", sop_class_uid=case.sop_class_uid,
                                sop_instance_uid=case.sop_instance_uid,
                                transfer_syntax_uid=case.transfer_syntax_uid,
                                data_set=case.data_set)
+            start = time.perf_counter()
             rsp = assoc.send_c_store(path)
-            sent.append(Sent(case, int(rsp.Status) if "Status" in rsp else None))
+            sent.append(Sent(case, int(rsp.Status) if "Status" in rsp else None,
+                             time.perf_counter() - start))
             path.unlink()
     finally:
         if assoc.is_established:
