@@ -76,12 +76,15 @@ def run(inputs: int, associations: int, per_association: int, seed: int,
     engine.dispose()
     wrong = unexpected(sent)
     return describe(sent, wrong, lost, seconds=seconds, alive=alive, exit_code=exit_code,
-                    tracebacks=log.count("Traceback"), associations=associations,
+                    tracebacks=log.count("Traceback"),
+                    aborts=sum(1 for line in log.splitlines()
+                               if "abort" in line.lower() or "timeout" in line.lower()),
+                    associations=associations,
                     per_association=per_association)
 
 
 def describe(sent: list[Sent], wrong: list[str], lost: list[str], *, seconds: float,
-             alive: bool, exit_code: int, tracebacks: int, associations: int,
+             alive: bool, exit_code: int, tracebacks: int, aborts: int, associations: int,
              per_association: int) -> BenchResult:
     """The result file: a row per category, the targets, the run's conditions."""
     result = BenchResult("fuzz", "Fuzzing the C-STORE path of a running node")
@@ -110,6 +113,7 @@ def describe(sent: list[Sent], wrong: list[str], lost: list[str], *, seconds: fl
                         f"{max(s.seconds for s in sent):.1f} s; load average "
                         f"{load_average()} at the end")
     result.notes.extend(wrong[:20])
+    result.notes.append(f"node log: {aborts} lines about aborted associations or timeouts")
     return result
 
 

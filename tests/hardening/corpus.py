@@ -114,8 +114,10 @@ def path_uid(rng: random.Random) -> Case:
     piece = rng.choice(PATH_PIECES)
     value = rng.choice([piece, f"1.2.{piece}.3", f"{piece}etc{piece}passwd", f"1.2{piece}"])
     setattr(ds, keyword, value[:64])
-    # trailing spaces and NULs are padding: "1.2 " is the valid UID 1.2
-    expected = STORED if _looks_valid(str(ds.get(keyword))) else DOES_NOT_MATCH
+    # trailing spaces and NULs are padding: "1.2 " is the valid UID 1.2 (and as a SOP Instance
+    # UID it then differs from the request's)
+    padded_valid = keyword != "SOPInstanceUID" and _looks_valid(str(ds.get(keyword)))
+    expected = STORED if padded_valid else DOES_NOT_MATCH
     return _case("path_uid", ds, {expected}, sop_instance_uid=_affected(uid))
 
 
