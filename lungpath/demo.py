@@ -15,6 +15,7 @@ in research mode (DESIGN.md, "Research interlock").
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -358,6 +359,9 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> Path:
         progress(f"sending {len(datasets)} instances with C-STORE ({SENDER_AE} -> {NODE_AE})")
         send_study(datasets, settings.port)
         progress(f"sent study {study_uid}")
+        # the SR reader (highdicom, matplotlib) loads while the node and the worker work
+        threading.Thread(target=importlib.import_module, args=("pipeline.results",),
+                         name="preload", daemon=True).start()
         engine = create_engine_for(settings.database)
         try:
             _follow(engine, study_uid, pacs, children, deadline, progress)
@@ -412,7 +416,7 @@ def _follow(engine: Any, study_uid: str, pacs: DemoPacs, children: Children, dea
 
 def _report(engine: Any, study_uid: str, sr_path: Path, study_folder: Path,
             datasets: list[Dataset], progress: Progress) -> None:
-    from pipeline.results import ReportError, read_findings  # highdicom, matplotlib: slow
+    from pipeline.results import ReportError, read_findings  # preloaded after the send
 
     try:
         report = read_findings(pydicom.dcmread(sr_path))

@@ -75,15 +75,6 @@ def test_demo_refuses_a_folder_with_something_in_it(tmp_path: Path) -> None:
     assert "choose a new or empty folder" in run.stderr
 
 
-def test_demo_without_a_checkpoint_says_so_before_starting_anything(tmp_path: Path) -> None:
-    if sorted(WEIGHTS_DIR.glob("*.pt")):
-        pytest.skip("this checkout ships weights: the demo has a checkpoint")
-    run = demo(tmp_path, None, "--out", "out", timeout=120)
-    assert run.returncode == 1
-    assert "no checkpoint: set checkpoint (LUNGPATH_CHECKPOINT)" in run.stderr
-    assert not (tmp_path / "out" / "node.log").exists()
-
-
 def test_demo_with_a_study_folder_without_dicom_says_so(tmp_path: Path) -> None:
     (tmp_path / "notdicom").mkdir()
     (tmp_path / "notdicom" / "a.txt").write_text("not DICOM")
