@@ -117,25 +117,32 @@ def main() -> None:
     load_before = load_average()
     m = measure(folder, args.cache / "run" / f"memory-{time.time_ns()}", checkpoint)
     result = BenchResult(name="memory", title=f"Peak memory, 512 x 512 x {args.slices} study")
-    result.add_table("Resident memory (MB)", [
+    volume_kib = m["images"] * 512 * 512 * 2 / 1024
+
+    def ratio(kib: int) -> str:
+        return f"{kib / volume_kib:.1f}x"
+
+    result.add_table("Resident memory (MB), and as a multiple of the study's int16 volume", [
         {"process": "node: serve + receiving processes", "while": "idle",
-         "peak RSS MB (tree sum, polled)": mb(m["node idle"]), "largest process VmHWM MB": "-"},
+         "peak RSS MB (tree sum, polled)": mb(m["node idle"]), "largest process VmHWM MB": "-",
+         "x volume": ratio(m["node idle"])},
         {"process": "node: serve + receiving processes", "while": "receiving the study",
          "peak RSS MB (tree sum, polled)": mb(m["node receiving"]),
-         "largest process VmHWM MB": mb(m["node process peak"])},
+         "largest process VmHWM MB": mb(m["node process peak"]),
+         "x volume": ratio(m["node receiving"])},
         {"process": "worker: main + pool process", "while": "analysing and delivering",
          "peak RSS MB (tree sum, polled)": mb(m["worker"]),
-         "largest process VmHWM MB": mb(m["worker process peak"])},
+         "largest process VmHWM MB": mb(m["worker process peak"]),
+         "x volume": ratio(m["worker"])},
     ])
     worker_mb, node_mb = m["worker"] / 1024, m["node receiving"] / 1024
     result.add_target(f"worker peak RSS, {args.slices}-image study", f"<= {WORKER_TARGET_MB} MB",
                       f"{worker_mb:.0f} MB", worker_mb <= WORKER_TARGET_MB)
     result.add_target("node peak RSS while receiving it", f"<= {NODE_TARGET_MB} MB",
                       f"{node_mb:.0f} MB", node_mb <= NODE_TARGET_MB)
-    volume_mb = m["images"] * 512 * 512 * 2 / 1e6
     result.notes += [
         f"Study: the latency bench's first study resampled to {m['images']} images (int16 "
-        f"volume {volume_mb:.0f} MB); analysis {m['analysis s']:.1f} s wall.",
+        f"volume {volume_kib / 1024:.0f} MB); analysis {m['analysis s']:.1f} s wall.",
         checkpoint_note + ".",
         "Tree sums are polled every 50 ms; VmHWM is each process's own peak from the "
         "kernel. The largest ru_maxrss among this bench's reaped children (a cross-check) "

@@ -127,8 +127,9 @@ def main() -> None:
         "2 nodules, resampled to 300 images of 512 x 512, each sent again under new UIDs).",
         checkpoint_note + ".",
         "Queue wait = an analysis's start - max(its queuing, the workers' start): the time a "
-        "study waits for a free worker. Worker CPU = user + system seconds of the worker "
-        "processes (from /proc), divided by the studies.",
+        "study waits for a free worker (the first ones wait for the workers' start-up). "
+        "Worker CPU = user + system seconds of the worker processes (from /proc, their "
+        "start-up with torch's import and the model load included), divided by the studies.",
         "The node (dispatcher, delivery answers) and the PACS share the two cores with the "
         "workers during the window.",
         f"Load average (1 min) {load_before} before the run and {load_average()} after.",

@@ -5,8 +5,9 @@
 A node (``lungpath serve``, no worker) receives one of the latency bench's studies and
 queues it; this process then runs ``pipeline.analysis.analyze_study`` on it in-process, with
 the worker's own settings (``lungpath.worker.worker_runtime``), under pyinstrument. Writes
-``bench/profiles/analysis-<slices>.txt`` (the call tree, ascii) and the session it renders
-(``.pyisession``, e.g. ``pyinstrument --load FILE --show-all``), and prints the Job row's
+``bench/profiles/analysis-<slices>.txt`` (the call tree, ascii) and, into the cache folder,
+the session it renders (``.pyisession``: ``pyinstrument --load FILE --show-all`` shows
+every frame), and prints the Job row's
 stage seconds with the CPU seconds of the whole analysis. Page-cache state as in the
 worker: the node has just written the files.
 """
@@ -66,7 +67,7 @@ def main() -> None:
     path.write_text(profiler.output_text(unicode=False, color=False))
     session = profiler.last_session
     assert session is not None
-    session.save(str(path.with_suffix(".pyisession")))  # pyinstrument --load: other views
+    session.save(str(args.cache / path.with_suffix(".pyisession").name))  # for --load
     print(f"{outcome.state}; stages {timings}; CPU {cpu:.2f} s; load {os.getloadavg()[0]:.1f}")
     print(f"wrote {path}")
 
