@@ -303,7 +303,9 @@ def make_stack(root: Path, sqlite_template: Path, broker_url: str, checkpoint: P
     port = free_port()
     values: dict[str, Any] = {
         "var_dir": root / "var", "database_url": db_url, "broker_url": broker_url,
-        "port": port, "checkpoint": checkpoint, "stable_seconds": 1.0,
+        # long enough that a loaded machine's pause between two C-STOREs of one study does
+        # not complete it early (a late instance then starts revision 2, a second Result)
+        "port": port, "checkpoint": checkpoint, "stable_seconds": 4.0,
         "dispatch_interval": 0.5, "broker_polling_interval": 0.2,
         "queue_prefix": f"lp-test-{os.getpid()}-{port}.", "embedded_worker": False,
         "analysis_soft_time_limit": 100.0, "analysis_time_limit": 120.0,
