@@ -1,10 +1,11 @@
 """``lungpath train synth``: the whole recipe and its ablation on the synthetic cohort.
 
 A budget fixes the cohort size, the crop, the network widths and the epochs. ``small`` is
-sized for about 20 minutes on an idle 2-core CPU, ``full`` for about 150; ``smoke`` is the
-seconds-long configuration of the test suite. Labelled boxes (set ``seed``) are split by
-patient (4 folds, fold 0 held out, 10 % of the rest for early stopping); unlabelled boxes
-(the unlabelled set ``seed``) only ever train; a ``fast``-acquisition set from another seed
+sized for at most 20 minutes on an idle 2-core CPU (it measured 646 CPU-seconds up to the
+student, docs/model-card.md); ``full`` is sized, by the same per-sample cost, for at most
+150 minutes and has not been timed; ``smoke`` is the seconds-long configuration of the tests.
+Labelled boxes (set ``seed``) are split by patient (4 folds, fold 0 held out, 10 % of the
+rest for early stopping); unlabelled boxes (the unlabelled set ``seed``) only ever train; a ``fast``-acquisition set from another seed
 measures robustness.
 """
 
