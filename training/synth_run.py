@@ -5,8 +5,8 @@ sized for at most 20 minutes on an idle 2-core CPU (it measured 646 CPU-seconds 
 student, docs/model-card.md); ``full`` is sized, by the same per-sample cost, for at most
 150 minutes and has not been timed; ``smoke`` is the seconds-long configuration of the tests.
 Labelled boxes (set ``seed``) are split by patient (4 folds, fold 0 held out, 10 % of the
-rest for early stopping); unlabelled boxes (the unlabelled set ``seed``) only ever train; a ``fast``-acquisition set from another seed
-measures robustness.
+rest for early stopping); unlabelled boxes (the unlabelled set ``seed``) only ever train; a
+``fast``-acquisition set from another seed measures robustness.
 """
 
 from __future__ import annotations
