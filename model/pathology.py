@@ -73,6 +73,17 @@ def round_proportions(fractions: Sequence[float], step: int = PROPORTION_STEP) -
     return [n * step for n in floors]
 
 
+def check_proportions(proportions: Sequence[int]) -> None:
+    """Raise ``ValueError`` unless ``proportions`` are 7 multiples of 5 summing to 100."""
+    if len(proportions) != len(PATTERNS) or sum(proportions) != 100 or any(
+        p % PROPORTION_STEP or p < 0 for p in proportions
+    ):
+        raise ValueError(
+            'Argument "proportions" must be 7 multiples of 5 summing to 100, '
+            f"got {tuple(proportions)}."
+        )
+
+
 def predominant(proportions: Sequence[float]) -> Pattern:
     """The largest pattern; ties go to the earlier one in the fixed order."""
     if len(proportions) != len(PATTERNS):
@@ -112,10 +123,7 @@ class NodulePrediction:
             raise ValueError('Argument "probabilities" must have 3 values (AIS, MIA, IAC).')
         if abs(sum(self.probabilities) - 1.0) > 1e-4 or min(self.probabilities) < 0:
             raise ValueError('Argument "probabilities" must be >= 0 and sum to 1.')
-        if len(self.proportions) != len(PATTERNS) or sum(self.proportions) != 100 or any(
-            p % PROPORTION_STEP or p < 0 for p in self.proportions
-        ):
-            raise ValueError('Argument "proportions" must be 7 multiples of 5 summing to 100.')
+        check_proportions(self.proportions)
         if not 0 <= self.uncertainty <= 100:
             raise ValueError('Argument "uncertainty" must lie in [0, 100].')
 

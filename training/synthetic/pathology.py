@@ -16,6 +16,7 @@ from model.pathology import (
     Grade,
     Invasiveness,
     Pattern,
+    check_proportions,
     iaslc_grade,
     predominant,
     round_proportions,
@@ -54,15 +55,7 @@ class NodulePathology:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "invasiveness", Invasiveness(self.invasiveness))
-        if (
-            len(self.proportions) != len(PATTERNS)
-            or sum(self.proportions) != 100
-            or any(p < 0 or p % 5 for p in self.proportions)
-        ):
-            raise ValueError(
-                'Argument "proportions" must be 7 multiples of 5 summing to 100, '
-                f"got {self.proportions}."
-            )
+        check_proportions(self.proportions)
 
     @property
     def predominant(self) -> Pattern:
