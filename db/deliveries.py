@@ -1,8 +1,15 @@
-"""Deliveries of result objects to DICOM destinations: planned once, every attempt audited."""
+"""Deliveries of result objects to DICOM destinations: armed once, every attempt audited.
+
+The delivery task decides what a peer's answer means (deliver, retry later, give up); this
+module owns what that does to the rows and the audit log, so every writer of Delivery rows
+goes through the same two functions.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,51 +20,67 @@ from db.models import Delivery, Result, Study
 OBJECTS = ("SR", "SC", "SEG")
 
 
-def plan_delivery(session: Session, *, result_id: int, obj: str, destination_ae: str,
-                  destination_host: str, destination_port: int, now: datetime) -> int:
-    """A delivery row for one object of a result to one destination; returns its id.
+def arm_deliveries(session: Session, *, result_id: int, objects: Sequence[str],
+                   destinations: Sequence[tuple[str, str, int]], now: datetime) -> None:
+    """A row, due now, for each (object, destination) of a result that has none yet.
 
-    Planning the same (result, object, destination) twice returns the existing row: a
-    repeated delivery task does not send twice as many objects.
+    ``destinations`` are (AE title, host, port). Arming twice adds nothing: a repeated
+    delivery task does not send twice as many objects.
     """
-    if obj not in OBJECTS:
-        raise ValueError(f"obj must be one of {', '.join(OBJECTS)}, got {obj!r}")
-    if not 1 <= destination_port <= 65535:
-        raise ValueError(f"destination_port must be 1..65535, got {destination_port}")
-    existing = session.scalars(select(Delivery.id).where(
-        Delivery.result_id == result_id, Delivery.object == obj,
-        Delivery.destination_ae == destination_ae, Delivery.destination_host == destination_host,
-        Delivery.destination_port == destination_port,
-    )).first()
-    if existing is not None:
-        return existing
-    delivery = Delivery(result_id=result_id, object=obj, destination_ae=destination_ae,
-                        destination_host=destination_host, destination_port=destination_port,
-                        attempts=0, created_at=now)
-    session.add(delivery)
+    unknown = sorted(set(objects) - set(OBJECTS))
+    if unknown:
+        raise ValueError(f"objects must be among {', '.join(OBJECTS)}, got {unknown}")
+    for _, _, port in destinations:
+        if not 1 <= port <= 65535:
+            raise ValueError(f"destination port must be 1..65535, got {port}")
+    existing = {tuple(row) for row in session.execute(
+        select(Delivery.object, Delivery.destination_ae, Delivery.destination_host,
+               Delivery.destination_port).where(Delivery.result_id == result_id)
+    )}
+    for ae_title, host, port in destinations:
+        for obj in objects:
+            if (obj, ae_title, host, port) not in existing:
+                session.add(Delivery(
+                    result_id=result_id, object=obj, destination_ae=ae_title,
+                    destination_host=host, destination_port=port, attempts=0,
+                    created_at=now, next_retry_at=now))
     session.flush()
-    return delivery.id
 
 
 def record_attempt(session: Session, delivery_id: int, *, status: str, delivered: bool,
-                   next_retry_at: datetime | None, now: datetime, actor: str) -> None:
-    """One C-STORE attempt of a delivery and its DICOM status (``0x0000``, ``timeout``, ...)."""
-    delivery = session.get(Delivery, delivery_id, with_for_update=True)
-    if delivery is None:
+                   next_retry_at: datetime | None, now: datetime, actor: str,
+                   final_status: str | None = None,
+                   detail: dict[str, Any] | None = None) -> Delivery:
+    """One C-STORE attempt and the peer's status (``0x0000``, ``timeout``, ...).
+
+    Delivered: done. Not delivered with ``next_retry_at``: a minor failure, retried then.
+    Not delivered without it: given up, a serious failure whose ``final_status`` becomes the
+    row's last status. ``detail`` adds to the audit event's detail.
+    """
+    row = session.get(Delivery, delivery_id, with_for_update=True)
+    if row is None:
         raise ValueError(f"delivery_id: no delivery {delivery_id}")
-    delivery.attempts += 1
-    delivery.last_status = status[:255]
-    delivery.next_retry_at = None if delivered else next_retry_at
+    result = session.get_one(Result, row.result_id)
+    study = session.get_one(Study, result.study_id)
+    row.attempts += 1
+    row.last_status = status[:255]
+    info: dict[str, Any] = {
+        "object": row.object, "attempt": row.attempts, "status": status,
+        "destination": f"{row.destination_ae}@{row.destination_host}:{row.destination_port}",
+        "result_id": result.id, **(detail or {})}
     if delivered:
-        delivery.delivered_at = now
-    study_uid = session.scalar(
-        select(Study.study_uid).join(Result, Result.study_id == Study.id)
-        .where(Result.id == delivery.result_id)
-    )
-    audit(session, actor=actor,
-          event_type=EventType.DELIVERY_SENT if delivered else EventType.DELIVERY_FAILED,
-          outcome=Outcome.SUCCESS if delivered else Outcome.MINOR_FAILURE,
-          study_uid=study_uid, at=now,
-          detail={"delivery_id": delivery_id, "object": delivery.object,
-                  "destination_ae": delivery.destination_ae, "status": status,
-                  "attempt": delivery.attempts})
+        row.delivered_at, row.next_retry_at = now, None
+        event, outcome = EventType.DELIVERY_SENT, Outcome.SUCCESS
+    elif next_retry_at is not None:
+        row.next_retry_at = next_retry_at
+        event, outcome = EventType.DELIVERY_FAILED, Outcome.MINOR_FAILURE
+    else:
+        row.next_retry_at = None
+        row.last_status = (final_status or status)[:255]
+        event, outcome = EventType.DELIVERY_FAILED, Outcome.SERIOUS_FAILURE
+        info["final"] = row.last_status
+    sop = {"SR": result.sr_sop_instance_uid, "SC": result.sc_sop_instance_uid,
+           "SEG": result.seg_sop_instance_uid}[row.object]
+    audit(session, actor=actor, event_type=event, outcome=outcome, study_uid=study.study_uid,
+          sop_instance_uid=sop, calling_ae=study.calling_ae, at=now, detail=info)
+    return row

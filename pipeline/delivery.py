@@ -37,6 +37,7 @@ from pynetdicom import AE
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from db.deliveries import arm_deliveries, record_attempt
 from db.engine import transaction
 from db.events import EventType, Outcome, audit
 from db.models import Delivery, Result, Study
@@ -244,20 +245,10 @@ def _result_and_study(session: Session, result_id: int) -> tuple[Result, Study]:
 
 def _arm(session: Session, result: Result, targets: list[Destination], now: datetime) -> None:
     """Create the rows of destinations that have none yet, due now."""
-    existing = {tuple(row) for row in session.execute(
-        select(Delivery.object, Delivery.destination_ae, Delivery.destination_host,
-               Delivery.destination_port).where(Delivery.result_id == result.id)
-    )}
     present = [kind for kind, path in (("SR", result.sr_path), ("SC", result.sc_path),
                                        ("SEG", result.seg_path)) if path]
-    for target in targets:
-        for kind in present:
-            if (kind, target.ae_title, target.host, target.port) not in existing:
-                session.add(Delivery(
-                    result_id=result.id, object=kind, destination_ae=target.ae_title,
-                    destination_host=target.host, destination_port=target.port, attempts=0,
-                    created_at=now, next_retry_at=now))
-    session.flush()
+    arm_deliveries(session, result_id=result.id, objects=present,
+                   destinations=[(t.ae_title, t.host, t.port) for t in targets], now=now)
 
 
 def _hold(session: Session, result: Result, study: Study, now: datetime, actor: str) -> None:
@@ -290,36 +281,25 @@ def _claim(session: Session, result_id: int, now: datetime, claim_s: float) -> l
 
 def _record(session: Session, delivery_id: int, study: Study, result: Result, attempt: Attempt,
             config: DeliveryConfig, actor: str) -> None:
+    """What the peer's answer means for the row: delivered, retried with back-off inside the
+    window, or given up (refused, or the window is over)."""
     now = datetime.now(UTC)
     row = session.get_one(Delivery, delivery_id, with_for_update=True)
-    row.attempts += 1
-    row.last_status = attempt.status
-    detail = {"object": row.object, "attempt": row.attempts, "status": attempt.status,
-              "destination": f"{row.destination_ae}@{row.destination_host}:"
-                             f"{row.destination_port}", "result_id": result.id}
-    sop = {"SR": result.sr_sop_instance_uid, "SC": result.sc_sop_instance_uid,
-           "SEG": result.seg_sop_instance_uid}[row.object]
-    if attempt.verdict is Verdict.DELIVERED:
-        row.delivered_at, row.next_retry_at = now, None
-        event, outcome = EventType.DELIVERY_SENT, Outcome.SUCCESS
-    elif attempt.verdict is Verdict.RETRY and \
+    delivered = attempt.verdict is Verdict.DELIVERED
+    next_retry_at, final, extra = None, None, {}
+    if attempt.verdict is Verdict.RETRY and \
             now < row.created_at + timedelta(seconds=config.window_s):
-        delay = backoff_s(row.attempts, config.initial_backoff_s, config.max_backoff_s)
-        row.next_retry_at = now + timedelta(seconds=delay)
-        event, outcome = EventType.DELIVERY_FAILED, Outcome.MINOR_FAILURE
-        detail["retry_in_s"] = delay
-    else:
-        row.next_retry_at = None
-        if attempt.verdict is Verdict.RETRY:
-            row.last_status = f"gave up after {config.window_s:.0f} s: {attempt.status}"
-        else:
-            row.last_status = f"refused: {attempt.status}"
-        event, outcome = EventType.DELIVERY_FAILED, Outcome.SERIOUS_FAILURE
-        detail["final"] = row.last_status
-    audit(session, actor=actor, event_type=event, outcome=outcome, study_uid=study.study_uid,
-          sop_instance_uid=sop, calling_ae=study.calling_ae, at=now, detail=detail)
-    logger.info("delivery %s of result %d to %s: %s", row.object, result.id,
-                detail["destination"], attempt.status)
+        delay = backoff_s(row.attempts + 1, config.initial_backoff_s, config.max_backoff_s)
+        next_retry_at, extra = now + timedelta(seconds=delay), {"retry_in_s": delay}
+    elif attempt.verdict is Verdict.RETRY:
+        final = f"gave up after {config.window_s:.0f} s: {attempt.status}"
+    elif not delivered:
+        final = f"refused: {attempt.status}"
+    row = record_attempt(session, delivery_id, status=attempt.status, delivered=delivered,
+                         next_retry_at=next_retry_at, now=now, actor=actor,
+                         final_status=final, detail=extra)
+    logger.info("delivery %s of result %d to %s@%s:%d: %s", row.object, result.id,
+                row.destination_ae, row.destination_host, row.destination_port, attempt.status)
 
 
 def _next_due(engine: Engine, result_id: int) -> float | None:

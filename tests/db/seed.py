@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from db import states
-from db.deliveries import plan_delivery, record_attempt
+from db.deliveries import arm_deliveries, record_attempt
 from db.engine import transaction
 from db.ingest import close_association, complete_stable_studies, open_association, record_instance
-from db.models import StudyState
+from db.models import Delivery, StudyState
 
 CKPT = "e" * 64
 
@@ -96,14 +96,14 @@ def seed(engine: Engine, store: Path, now: datetime) -> Seeded:
     _store(engine, seeded, store, study="1.4", ae="CT1", at=d, count=1)
     assert result_a is not None and result_c is not None
     with transaction(engine) as session:
-        sent = plan_delivery(session, result_id=result_a, obj="SR", destination_ae="PACS1",
-                             destination_host="10.0.0.9", destination_port=104,
-                             now=a + timedelta(minutes=5))
+        arm_deliveries(session, result_id=result_a, objects=["SR"],
+                       destinations=[("PACS1", "10.0.0.9", 104)], now=a + timedelta(minutes=5))
+        arm_deliveries(session, result_id=result_c, objects=["SR"],
+                       destinations=[("PACS2", "10.0.0.8", 104)], now=c + timedelta(minutes=5))
+        sent, failing = (session.scalars(select(Delivery.id).where(Delivery.result_id == r)).one()
+                         for r in (result_a, result_c))
         record_attempt(session, sent, status="0x0000", delivered=True, next_retry_at=None,
                        now=a + timedelta(minutes=5), actor="worker@gpu1")
-        failing = plan_delivery(session, result_id=result_c, obj="SR", destination_ae="PACS2",
-                                destination_host="10.0.0.8", destination_port=104,
-                                now=c + timedelta(minutes=5))
         for attempt in range(2):
             record_attempt(session, failing, status="association rejected", delivered=False,
                            next_retry_at=c + timedelta(minutes=10 + attempt),
