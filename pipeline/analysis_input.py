@@ -65,19 +65,22 @@ def _is_nodule_segment(segment: Dataset) -> bool:
     return "nodule" in label or "nodule" in meanings or bool(values & NODULE_CODES)
 
 
-def _segments(ds: Dataset) -> list[GivenNodule]:
-    segments = ds.get("SegmentSequence", [])
-    wanted = {int(s.SegmentNumber): s for s in segments if _is_nodule_segment(s)}
-    if not wanted:
-        return []
+def segment_points(ds: Dataset, numbers: Iterable[int]) -> dict[int, np.ndarray]:
+    """Patient coordinates (LPS, mm) of the set voxels of each segment in ``numbers`` of a
+    DICOM SEG, one (N, 3) array per segment (N = 0 for an empty segment).
+
+    The one reading of a SEG's geometry: the node uses it for nodules given in a study, the
+    training manifest for a nodule given by a segment.
+    """
+    wanted = set(numbers)
     shared = ds.SharedFunctionalGroupsSequence[0]
     orientation = np.array(shared.PlaneOrientationSequence[0].ImageOrientationPatient, float)
-    measures = shared.PixelMeasuresSequence[0]
-    row_spacing, col_spacing = (float(v) for v in measures.PixelSpacing)
-    thickness = float(measures.get("SliceThickness", 0) or measures.get("SpacingBetweenSlices", 1))
+    row_spacing, col_spacing = (float(v) for v in
+                                shared.PixelMeasuresSequence[0].PixelSpacing)
     frames = np.asarray(ds.pixel_array).reshape(-1, int(ds.Rows), int(ds.Columns))
     points: dict[int, list[np.ndarray]] = {n: [] for n in wanted}
     for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence, strict=True):
+        # with one segment, its identification may sit in the shared groups
         identification = item if "SegmentIdentificationSequence" in item else shared
         number = int(identification.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         if number not in wanted or not frame.any():
@@ -89,11 +92,22 @@ def _segments(ds: Dataset) -> list[GivenNodule]:
             + np.outer(cols * col_spacing, orientation[:3])
             + np.outer(rows * row_spacing, orientation[3:])
         )
+    return {n: np.concatenate(chunks) if chunks else np.zeros((0, 3)) for n, chunks in
+            points.items()}
+
+
+def _segments(ds: Dataset) -> list[GivenNodule]:
+    segments = ds.get("SegmentSequence", [])
+    wanted = {int(s.SegmentNumber): s for s in segments if _is_nodule_segment(s)}
+    if not wanted:
+        return []
+    measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    row_spacing, col_spacing = (float(v) for v in measures.PixelSpacing)
+    thickness = float(measures.get("SliceThickness", 0) or measures.get("SpacingBetweenSlices", 1))
     out = []
-    for number, chunks in points.items():
-        if not chunks:
+    for number, voxels in segment_points(ds, wanted).items():
+        if not len(voxels):
             continue
-        voxels = np.concatenate(chunks)
         volume = len(voxels) * row_spacing * col_spacing * thickness
         out.append(GivenNodule(
             centre_mm=_triple(voxels.mean(axis=0)),

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from model.crop_spec import CropSpec
+from pipeline.analysis_input import segment_points
 from pipeline.crop import crop
 from pipeline.series import read_headers
 from pipeline.volume import VolumeError, read_volume
@@ -51,28 +52,12 @@ def series_paths(folder: Path, series_uid: str | None) -> list[Path]:
 def seg_centre(path: Path, segment: int) -> tuple[float, float, float]:
     """The centroid (patient mm) of segment ``segment`` of a DICOM SEG file."""
     try:
-        ds = pydicom.dcmread(path)
-        frames = np.asarray(ds.pixel_array).reshape(-1, int(ds.Rows), int(ds.Columns))
-        shared = ds.SharedFunctionalGroupsSequence[0]
-        orientation = np.asarray(shared.PlaneOrientationSequence[0].ImageOrientationPatient,
-                                 dtype=float)
-        row_mm, col_mm = (float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing)
-        points = []
-        for frame, item in zip(frames, ds.PerFrameFunctionalGroupsSequence, strict=True):
-            # one segment: its identification may sit in the shared groups
-            identification = item if "SegmentIdentificationSequence" in item else shared
-            number = int(identification.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-            if number != segment or not frame.any():
-                continue
-            origin = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, dtype=float)
-            rows, cols = np.nonzero(frame)
-            points.append(origin + np.outer(cols * col_mm, orientation[:3])
-                          + np.outer(rows * row_mm, orientation[3:]))
+        points = segment_points(pydicom.dcmread(path), [segment])[segment]
     except (InvalidDicomError, OSError, AttributeError, IndexError, KeyError, ValueError) as e:
         raise SourceError(f"cannot read segmentation {path}: {e}") from None
-    if not points:
+    if not len(points):
         raise SourceError(f"segment {segment} of {path} is empty or absent")
-    x, y, z = np.concatenate(points).mean(axis=0)
+    x, y, z = points.mean(axis=0)
     return float(x), float(y), float(z)
 
 
