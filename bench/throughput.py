@@ -38,27 +38,12 @@ from bench.stack import (
     timeline,
     wait_delivered,
 )
-from tests.integration.orchestration import Stack, wait_for
+from tests.integration.orchestration import wait_for
 
 TARGET_RATIO = 1.6
 #: one thread per worker process: torch reads OMP_NUM_THREADS, SimpleITK the ITK variable
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                  "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1", "LUNGPATH_WORKER_CONCURRENCY": "1"}
-
-
-def start_worker(stack: Stack) -> int:
-    """Start one single-threaded worker and wait until it consumes: two workers declaring
-    the server-less broker's queues at the same moment collide on its unique queue name
-    (kombu's SQLAlchemy transport), and the second one exits."""
-    ready = len(_ready_workers(stack)) + 1
-    pid = stack.worker(**SINGLE_THREAD).pid
-    wait_for(lambda: len(_ready_workers(stack)) >= ready, "the worker ready", stack,
-             timeout=BENCH_WAIT_S)
-    return pid
-
-
-def _ready_workers(stack: Stack) -> list[Path]:
-    return [p for p in stack.root.glob("worker-*.log") if " ready." in p.read_text()]
 
 
 def drain(folders: list[Path], count: int, workers: int, root: Path, checkpoint: Path
@@ -80,7 +65,7 @@ def drain(folders: list[Path], count: int, workers: int, root: Path, checkpoint:
 
         wait_for(queued, "every study queued", stack, timeout=BENCH_WAIT_S)
         started_at = datetime.now(UTC)
-        pids = [start_worker(stack) for _ in range(workers)]
+        pids = [stack.worker(**SINGLE_THREAD).pid for _ in range(workers)]
         cpu = 0.0
         for uid, _ in sent:
             wait_delivered(stack, pacs, uid)

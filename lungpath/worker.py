@@ -18,7 +18,7 @@ from lungpath.settings import Settings
 from model.checkpoint import CheckpointError, load_checkpoint
 from pipeline.analysis import AnalysisConfig
 from pipeline.delivery import DeliveryConfig, Destination
-from pipeline.queue import create_app
+from pipeline.queue import create_app, declare_queues
 from pipeline.tasks import WorkerRuntime, register
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ def run_worker(settings: Settings, queues: tuple[str, ...] = ("analysis", "deliv
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     app = create_app(config)
     register(app, runtime)
+    declare_queues(app, config)
     engine = create_engine_for(settings.database)
     server = start_health_server(settings, engine) if health else None
     logger.info("worker on %s: queues %s, %d processes, device %s, checkpoint %s",

@@ -24,6 +24,7 @@ from typing import Any
 
 from celery import Celery
 from kombu import Queue
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 ANALYSIS_QUEUE = "analysis"
 DELIVERY_QUEUE = "delivery"
@@ -100,6 +101,33 @@ def _transport_options(config: QueueConfig) -> dict[str, Any]:
                 "socket_connect_timeout": config.connect_timeout,
                 "socket_timeout": config.connect_timeout}
     return {}
+
+
+#: How often a worker retries declaring the server-less broker's queues after a collision.
+DECLARE_ATTEMPTS = 5
+
+
+def declare_queues(app: Celery, config: QueueConfig) -> None:
+    """Create the server-less broker's tables and queues before a worker consumes.
+
+    kombu's SQLAlchemy transport creates its tables and a queue's row the first time a
+    process touches them, unguarded across processes: two workers starting at the same
+    moment collide ("table already exists", or the queue's unique name) and the loser exits.
+    A collision means another process created the object, so a fresh connection finds it.
+    Other brokers declare their queues atomically; nothing to do for them.
+    """
+    if not config.server_less:
+        return
+    for attempt in range(1, DECLARE_ATTEMPTS + 1):
+        try:
+            with app.connection_for_write() as connection:
+                channel = connection.default_channel
+                for name in (config.analysis_queue, config.delivery_queue):
+                    channel.queue_declare(queue=name)
+            return
+        except (IntegrityError, OperationalError):
+            if attempt == DECLARE_ATTEMPTS:
+                raise
 
 
 def create_app(config: QueueConfig) -> Celery:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pipeline.queue import (
     BrokerUnavailable,
     QueueConfig,
     create_app,
+    declare_queues,
     send_analysis,
     send_delivery,
 )
@@ -99,3 +101,35 @@ def test_the_queue_module_never_loads_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _declare_together(config: QueueConfig, barrier: multiprocessing.synchronize.Barrier,
+                      outcomes: multiprocessing.Queue[str]) -> None:
+    app = create_app(config)
+    barrier.wait()
+    try:
+        declare_queues(app, config)
+        outcomes.put("ok")
+    except Exception as e:  # the outcome is what the test checks
+        outcomes.put(f"{type(e).__name__}: {e}")
+
+
+def test_workers_starting_together_all_declare_the_server_less_queues(tmp_path: Path) -> None:
+    """Without the retry, processes declaring a fresh broker at the same moment fail on
+    "table kombu_queue already exists" or on the queue's unique name (seen in about one
+    round in two)."""
+    context = multiprocessing.get_context("spawn")
+    for round_ in range(4):
+        config = sqla_config(tmp_path / str(round_))
+        (tmp_path / str(round_)).mkdir()
+        barrier, outcomes = context.Barrier(6), context.Queue()
+        processes = [context.Process(target=_declare_together, args=(config, barrier, outcomes))
+                     for _ in range(6)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(120)
+        assert [outcomes.get(timeout=10) for _ in processes] == ["ok"] * 6
+        with sqlite3.connect(tmp_path / str(round_) / "broker.db") as db:
+            names = sorted(r[0] for r in db.execute("SELECT name FROM kombu_queue"))
+        assert names == sorted([config.analysis_queue, config.delivery_queue])
