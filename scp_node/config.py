@@ -63,6 +63,20 @@ class ScpConfig:
             AllowEntry.parse(entry)
 
     @property
+    def database_wait(self) -> float:
+        """Seconds a C-STORE waits for the database before answering 0xA700 "database busy".
+
+        The answer must leave before the node's ``network_timeout`` (right after each handler
+        the association thread checks it and aborts the association, so a late answer is
+        lost) and before the peer's DIMSE timeout, taken to be no shorter than the node's
+        ``dimse_timeout``. Before its answer an association thread may wait for the database
+        three times: the association's row (for its first request), the instance's row, the
+        audit event of a refusal. Each wait gets a quarter of the shorter timeout, which leaves
+        a quarter for the file and the rest: 15 s with the default timeouts of 60 s.
+        """
+        return min(self.network_timeout, self.dimse_timeout) / 4
+
+    @property
     def tls(self) -> bool:
         """Whether the node listens with TLS."""
         return self.tls_cert_file is not None

@@ -27,7 +27,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.engine import transaction
+from db.engine import DatabaseBusy, bounded_wait, transaction
 from db.events import EventType, Outcome
 from db.ingest import (
     ACTOR,
@@ -72,7 +72,8 @@ class Receiver:
 
     def __init__(self, config: ScpConfig, engine: Engine, store: InstanceStore) -> None:
         self.config = config
-        self.engine = engine
+        # every wait of an association thread for the database ends in time for its answer
+        self.engine = bounded_wait(engine, config.database_wait)
         self.store = store
         self.policy = AccessPolicy(config.ae_title, config.allowed_calling_aes)
         self._states: dict[int, AssociationState] = {}
@@ -269,6 +270,8 @@ class Receiver:
             logger.exception("could not write sop=%s", key.sop_instance_uid)
             return self._refuse(state, Problem(OUT_OF_RESOURCES, f"cannot write to the store: "
                                                f"{e.strerror}"), header)
+        except DatabaseBusy:
+            return self._refuse(state, Problem(OUT_OF_RESOURCES, "database busy"), header)
         except SQLAlchemyError:
             logger.exception("database unavailable; not acknowledging sop=%s",
                              key.sop_instance_uid)
