@@ -10,16 +10,30 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BindParameter, Engine, String, bindparam, or_, select, union
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    String,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    or_,
+    select,
+    union,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from db.engine import transaction
 from db.events import EventType, Outcome, audit
-from db.models import Association, Instance, Result, Study
-from db.states import complete_stable, new_data, open_study, stable_candidates
+from db.models import Association, Instance, Result, Study, StudyState
+from db.states import BUSY, complete_stable, new_data, open_study, stable_candidates
 
 ACTOR = "scp_node"
 
@@ -110,18 +124,37 @@ def own_output_series(session: Session) -> set[str]:
 
 # The statements on the per-instance path are built once: SQLAlchemy memoises their cache
 # keys, which roughly halves the Python time of each instance's transaction.
+_STUDIES, _RESULTS, _INSTANCES = (cast(Table, model.__table__)
+                                   for model in (Study, Result, Instance))
 _SERIES: BindParameter[str] = bindparam("series", type_=String())
-_OWNER = select(Result.__table__.c.study_id).where(or_(
-    Result.__table__.c.sr_series_uid == _SERIES, Result.__table__.c.sc_series_uid == _SERIES,
-    Result.__table__.c.seg_series_uid == _SERIES)).limit(1)
+_OWN_SERIES = or_(_RESULTS.c.sr_series_uid == _SERIES, _RESULTS.c.sc_series_uid == _SERIES,
+                  _RESULTS.c.seg_series_uid == _SERIES)
+_OWNER = select(_RESULTS.c.study_id).where(_OWN_SERIES).limit(1)
 _CALLING_AE = select(Association.__table__.c.calling_ae).where(
     Association.__table__.c.id == bindparam("id"))
 _INSERT_INSTANCE = {
-    name: dialect.insert(Instance.__table__)
+    name: dialect.insert(_INSTANCES)
     .on_conflict_do_nothing(index_elements=["sop_instance_uid"])
-    .returning(Instance.__table__.c.id)
+    .returning(_INSTANCES.c.id)
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
+_NOW: BindParameter[datetime] = bindparam("now", type_=_STUDIES.c.last_instance_at.type)
+#: The common case of ``db.states.new_data`` as one statement: a new (unknown SOP Instance
+#: UID), non-own instance of a study that is RECEIVING, or busy with a newer revision already
+#: pending, only moves ``last_instance_at`` forward. The UPDATE locks the study's row like the
+#: ORM path's ``SELECT ... FOR UPDATE``; no row back means "not that case".
+_REFRESH_STUDY = (
+    update(_STUDIES)
+    .where(_STUDIES.c.study_uid == bindparam("uid"),
+           or_(_STUDIES.c.state == StudyState.RECEIVING,
+               and_(or_(*(_STUDIES.c.state == state for state in BUSY)),
+                    _STUDIES.c.revision > _STUDIES.c.analysis_revision)),
+           _STUDIES.c.last_instance_at <= _NOW,
+           ~exists().where(_OWN_SERIES),
+           ~exists().where(_INSTANCES.c.sop_instance_uid == bindparam("sop")))
+    .values(last_instance_at=_NOW)
+    .returning(_STUDIES.c.id, _STUDIES.c.revision, _STUDIES.c.state)
+)
 
 
 def _owning_study(session: Session, series_uid: str) -> Study | None:
@@ -135,8 +168,16 @@ def _owning_study(session: Session, series_uid: str) -> Study | None:
 def record_instance(session: Session, *, association_id: int | None, sop_class_uid: str,
                     sop_instance_uid: str, study_uid: str, series_uid: str,
                     transfer_syntax_uid: str, size: int, sha256: str, path: str,
-                    received_at: datetime) -> RecordOutcome:
+                    received_at: datetime, calling_ae: str | None = None) -> RecordOutcome:
     """Record one stored instance and move its study as DESIGN.md "Study states" says.
+
+    ``calling_ae`` is the association's calling AE title when the caller knows it (the
+    Storage SCP does); left out, it is read from the association's row.
+
+    Most instances are new instances of a study that is receiving: those take three
+    statements (``_record_new_data``); the others (a study's first instance, new data for an
+    idle study, duplicates, lungpath's own outputs) go through the state machine's ORM path
+    (``_record_other``). Both write the same rows and the same audit events.
 
     Safe against concurrent callers: the study row is created with INSERT ... ON CONFLICT DO
     NOTHING and then locked, so two associations delivering the same new study at once
@@ -146,22 +187,27 @@ def record_instance(session: Session, *, association_id: int | None, sop_class_u
         raise ValueError(f"size must be >= 0, got {size}")
     if len(sha256) != 64:
         raise ValueError(f"sha256 must be a hex SHA-256 digest, got {sha256!r}")
-    calling_ae = _calling_ae(session, association_id)
+    if calling_ae is None:
+        calling_ae = _calling_ae(session, association_id)
     columns: dict[str, Any] = dict(
         association_id=association_id, sop_class_uid=sop_class_uid, series_uid=series_uid,
         transfer_syntax_uid=transfer_syntax_uid, size=size, sha256=sha256, path=path,
         received_at=received_at)
-    owner = _owning_study(session, series_uid)
+    return (_record_new_data(session, study_uid, sop_instance_uid, calling_ae, columns)
+            or _record_other(session, study_uid, sop_instance_uid, calling_ae, columns))
+
+
+def _record_other(session: Session, study_uid: str, sop_instance_uid: str,
+                  calling_ae: str | None, columns: dict[str, Any]) -> RecordOutcome:
+    """Any instance, through the ORM and ``db.states``: find or open the study, insert the
+    row or replace it, audit, and move the study for new data."""
+    received_at, sha256 = columns["received_at"], columns["sha256"]
+    owner = _owning_study(session, columns["series_uid"])
     study = owner or open_study(session, study_uid=study_uid, calling_ae=calling_ae,
                                 now=received_at, actor=ACTOR)
-    connection = session.connection()
-    inserted = connection.execute(
-        _INSERT_INSTANCE[connection.dialect.name],
-        {"study_id": study.id, "sop_instance_uid": sop_instance_uid,
-         "own_output": owner is not None, **columns},
-    ).scalar()
-    detail: dict[str, Any] = {"series_uid": series_uid, "sha256": sha256, "size": size,
-                              "association_id": association_id}
+    inserted = _insert_instance(session.connection(), study.id, sop_instance_uid,
+                                owner is not None, columns)
+    detail = _detail(columns)
     previous: _Previous | None = None
     if inserted is not None:
         outcome, event = InstanceOutcome.NEW, EventType.INSTANCE_RECEIVED
@@ -183,6 +229,56 @@ def record_instance(session: Session, *, association_id: int | None, sop_class_u
                          study_state=study.state,
                          previous_sha256=previous.sha256 if previous else None,
                          previous_path=previous.path if previous else None)
+
+
+def _record_new_data(session: Session, study_uid: str, sop_instance_uid: str,
+                     calling_ae: str | None, columns: dict[str, Any]) -> RecordOutcome | None:
+    """The NEW instance of a study that ``_REFRESH_STUDY`` covers, in three statements and
+    no ORM object; None (nothing written) for every other case, which the ORM path handles.
+
+    Of two transactions bringing the same new SOP Instance UID at once (PostgreSQL), the
+    second finds the instance row taken; it returns None as well, having moved the study's
+    ``last_instance_at`` as for the new instance it looked like.
+    """
+    session.flush()  # the statements below go past the ORM: its pending changes go first
+    connection = session.connection()
+    study = connection.execute(_REFRESH_STUDY, {
+        "uid": study_uid, "now": columns["received_at"], "series": columns["series_uid"],
+        "sop": sop_instance_uid}).first()
+    if study is None:
+        return None
+    _forget_study(session, study.id)
+    if _insert_instance(connection, study.id, sop_instance_uid, False, columns) is None:
+        return None
+    audit(session, actor=ACTOR, event_type=EventType.INSTANCE_RECEIVED, outcome=Outcome.SUCCESS,
+          study_uid=study_uid, sop_instance_uid=sop_instance_uid, calling_ae=calling_ae,
+          at=columns["received_at"], detail=_detail(columns))
+    return RecordOutcome(outcome=InstanceOutcome.NEW, study_uid=study_uid,
+                         revision=study.revision, study_state=study.state)
+
+
+def _forget_study(session: Session, study_id: int) -> None:
+    """Expire this session's copy of the study, if it loaded one: a Core UPDATE changed it."""
+    if len(session.identity_map):
+        loaded = session.identity_map.get(identity_key(Study, study_id))
+        if loaded is not None:
+            session.expire(loaded)
+
+
+def _insert_instance(connection: Connection, study_id: int, sop_instance_uid: str,
+                     own_output: bool, columns: dict[str, Any]) -> int | None:
+    """The new instance row's id; None if the SOP Instance UID already has a row."""
+    return connection.execute(
+        _INSERT_INSTANCE[connection.dialect.name],
+        {"study_id": study_id, "sop_instance_uid": sop_instance_uid, "own_output": own_output,
+         **columns},
+    ).scalar()
+
+
+def _detail(columns: dict[str, Any]) -> dict[str, Any]:
+    """The audit detail every instance event carries."""
+    return {"series_uid": columns["series_uid"], "sha256": columns["sha256"],
+            "size": columns["size"], "association_id": columns["association_id"]}
 
 
 @dataclass(frozen=True)
