@@ -264,7 +264,7 @@ class Receiver:
                     sop_instance_uid=key.sop_instance_uid, study_uid=key.study_uid,
                     series_uid=key.series_uid, transfer_syntax_uid=context.transfer_syntax,
                     size=stored.size, sha256=stored.sha256, path=str(stored.path),
-                    received_at=datetime.now(UTC))
+                    received_at=datetime.now(UTC), calling_ae=state.calling_ae)
                 writing.result()
         except OSError as e:
             logger.exception("could not write sop=%s", key.sop_instance_uid)
