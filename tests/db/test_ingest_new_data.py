@@ -7,17 +7,22 @@ back ends.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, select
+import pytest
+from sqlalchemy import Engine, event, select, text
 
-from db.engine import transaction
+from db.engine import create_engine_for, transaction
 from db.ingest import InstanceOutcome, complete_stable_studies, open_association, record_instance
 from db.models import Instance, Study, StudyState
 from db.states import add_result, finish_analysis, mark_processing, mark_queued
+from tests.db.databases import fresh_url
 from tests.db.test_ingest import CT, T0, events, sha, store, study_row
 
 DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -169,3 +174,42 @@ def test_instances_after_the_pending_revision_only_refresh_it(engine: Engine) ->
     assert (study.state, study.revision, study.analysis_revision) == ("PROCESSING", 2, 1)
     assert study.last_instance_at == T0 + timedelta(minutes=8)
     assert len(events(engine, "study.revision_pending")) == 1
+
+
+def test_the_same_new_instance_from_two_transactions_at_once(
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    # PostgreSQL only: SQLite writers take turns at BEGIN, so the second one already sees
+    # the row. Here the second waits on the study's row lock with its duplicate check done
+    # before the wait, finds the instance row taken, and takes the ORM path.
+    engine = create_engine_for(fresh_url(request, "postgresql", tmp_path))
+    try:
+        with transaction(engine) as session:
+            store(session, None, "1.1")
+        results: list[InstanceOutcome] = []
+        with transaction(engine) as first:
+            store(first, None, "1.2", at=T0 + timedelta(seconds=5))
+            second = threading.Thread(target=lambda: results.append(_store_alone(engine)))
+            second.start()
+            _wait_for_a_lock_wait(engine)
+        second.join()
+        assert results == [InstanceOutcome.DUPLICATE_IDENTICAL]
+        assert [e.sop_instance_uid for e in events(engine, "instance.received")] == ["1.1", "1.2"]
+        assert [e.sop_instance_uid for e in events(engine, "instance.duplicate")] == ["1.2"]
+    finally:
+        engine.dispose()
+
+
+def _store_alone(engine: Engine) -> InstanceOutcome:
+    with transaction(engine) as session:
+        return store(session, None, "1.2", at=T0 + timedelta(seconds=6)).outcome
+
+
+def _wait_for_a_lock_wait(engine: Engine) -> None:
+    """Return once another session of this database waits for a row lock."""
+    waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                   " AND wait_event_type = 'Lock'")
+    while True:
+        with engine.connect() as connection:
+            if connection.execute(waiting).scalar():
+                return
+        time.sleep(0.05)
