@@ -234,11 +234,12 @@ def _record_other(session: Session, study_uid: str, sop_instance_uid: str,
 def _record_new_data(session: Session, study_uid: str, sop_instance_uid: str,
                      calling_ae: str | None, columns: dict[str, Any]) -> RecordOutcome | None:
     """The NEW instance of a study that ``_REFRESH_STUDY`` covers, in three statements and
-    no ORM object; None (nothing written) for every other case, which the ORM path handles.
+    no ORM object; None for every other case, which the ORM path then handles.
 
-    Of two transactions bringing the same new SOP Instance UID at once (PostgreSQL), the
-    second finds the instance row taken; it returns None as well, having moved the study's
-    ``last_instance_at`` as for the new instance it looked like.
+    None means nothing was written, but for one race: of two transactions bringing the same
+    new SOP Instance UID at once (PostgreSQL), the second finds the instance row taken only
+    after its UPDATE, which has moved the study's ``last_instance_at`` to the duplicate's
+    arrival, a moment after the first copy's.
     """
     session.flush()  # the statements below go past the ORM: its pending changes go first
     connection = session.connection()
@@ -259,7 +260,7 @@ def _record_new_data(session: Session, study_uid: str, sop_instance_uid: str,
 
 def _forget_study(session: Session, study_id: int) -> None:
     """Expire this session's copy of the study, if it loaded one: a Core UPDATE changed it."""
-    if len(session.identity_map):
+    if session.identity_map:
         loaded = session.identity_map.get(identity_key(Study, study_id))
         if loaded is not None:
             session.expire(loaded)
