@@ -251,12 +251,14 @@ class Receiver:
                          sop_instance_uid=key.sop_instance_uid,
                          transfer_syntax_uid=context.transfer_syntax,
                          source_ae_title=state.calling_ae)
-        # the file is written and fsynced in another thread while this one hashes it and
-        # prepares the row; the transaction commits only once the file is durable, so the
-        # order is still file first, row second, acknowledgement last
+        # the file is written and fsynced in another thread while this one hashes it; the
+        # transaction starts once the file is durable (file first, row second,
+        # acknowledgement last), so no association holds the database's write lock while a
+        # disk write of its own completes
         writing = self._writer.submit(self.store.write, key, meta, data_set)
         stored = self.store.describe(key, meta, data_set)
         try:
+            writing.result()
             with transaction(self.engine) as session:
                 outcome = record_instance(
                     session, association_id=state.association_id,
@@ -265,7 +267,6 @@ class Receiver:
                     series_uid=key.series_uid, transfer_syntax_uid=context.transfer_syntax,
                     size=stored.size, sha256=stored.sha256, path=str(stored.path),
                     received_at=datetime.now(UTC), calling_ae=state.calling_ae)
-                writing.result()
         except OSError as e:
             logger.exception("could not write sop=%s", key.sop_instance_uid)
             return self._refuse(state, Problem(OUT_OF_RESOURCES, f"cannot write to the store: "
@@ -277,8 +278,6 @@ class Receiver:
                              key.sop_instance_uid)
             state.refused += 1
             return _status(OUT_OF_RESOURCES, "database unavailable")
-        finally:
-            futures.wait([writing])
         if outcome.outcome is InstanceOutcome.REPLACED:
             self.store.discard_replaced(outcome.previous_path, stored.path)
         state.accepted += 1
