@@ -34,7 +34,7 @@ def train() -> None:
 @train.command(name="synth")
 @click.option("--budget", type=click.Choice(["small", "full", "smoke"]), default="small",
               show_default=True,
-              help="small: ~20 min on an idle 2-core CPU; full: ~150 min; smoke: seconds.")
+              help="small: ~1 min on a 2-core CPU; full (shipped weights): ~1 h; smoke: seconds.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--init", "init_checkpoint", type=_EXISTING_FILE,
               help="Fine-tune from this checkpoint.")
