@@ -47,18 +47,6 @@ ELSEWHERE = (
 )
 
 
-#: What is known of requests the fuzz run saw go unanswered (shown only when there were some).
-UNANSWERED = (
-    "**Open: unanswered requests.** The peer saw the association end after 60 s, the length of "
-    "both SQLite's busy timeout (db/engine.py) and the node's `network_timeout`. The likely "
-    "cause: with eight writers on one SQLite file and a load average above the core count, a "
-    "write can wait that long for the database lock, and an association whose handler outlasts "
-    "`network_timeout` is aborted before its answer leaves. Nothing acknowledged was lost; the "
-    "peer sends the instance again. PostgreSQL, the production database, has no database-wide "
-    "write lock."
-)
-
-
 def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -95,8 +83,6 @@ def fuzz_section(fuzz: dict[str, Any] | None) -> list[str]:
                   "|" + "---|" * len(keys)]
         lines += ["| " + " | ".join(_cell(r[k]) for k in keys) + " |" for r in table["rows"]]
     lines += [""] + [f"- {_cell(note)}" for note in fuzz["notes"]]
-    if any(not t["met"] and t["what"].startswith("hangs") for t in fuzz["targets"]):
-        lines += ["", UNANSWERED]
     return lines
 
 
