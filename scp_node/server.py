@@ -104,18 +104,28 @@ class _StoreResponses(DIMSEServiceProvider):
 
 class WholeReadSocket(AssociationSocket):
     """pynetdicom's association socket, reading a PDU into one buffer with as few calls as
-    the network allows, instead of 4 KiB at a time appended to a growing buffer."""
+    the network allows, instead of 4 KiB at a time appended to a growing buffer.
+
+    The buffer grows with what arrives (at most twice the bytes received, beyond
+    ``FIRST_BUFFER``), never with the length a PDU header announces: a peer announcing a
+    4 GiB PDU and sending ten bytes costs ten bytes, not 4 GiB.
+    """
+
+    #: bytes allocated up front for one PDU: a 512 x 512 CT slice in one PDU fits
+    FIRST_BUFFER = 1 << 20
 
     def recv(self, nr_bytes: int) -> bytearray:
         sock = cast(socket.socket, self.socket)
-        data = bytearray(nr_bytes)
+        data = bytearray(min(nr_bytes, self.FIRST_BUFFER))
         read = 0
-        with memoryview(data) as view:
-            while read < nr_bytes:
+        while read < nr_bytes:
+            if read == len(data):
+                data.extend(bytes(min(len(data), nr_bytes - read)))
+            with memoryview(data) as view:
                 count = sock.recv_into(view[read:])
-                if not count:  # the peer closed the connection: what came so far
-                    break
-                read += count
+            if not count:  # the peer closed the connection: what came so far
+                break
+            read += count
         del data[read:]
         return data
 

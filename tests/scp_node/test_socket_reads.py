@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -50,3 +51,24 @@ def test_a_closed_connection_returns_what_came(pair: tuple[WholeReadSocket, sock
     peer.sendall(b"\x04\x00\x00")
     peer.shutdown(socket.SHUT_WR)
     assert node.recv(6) == bytearray(b"\x04\x00\x00")
+
+
+def test_an_announced_length_allocates_only_what_arrives(
+        pair: tuple[WholeReadSocket, socket.socket]) -> None:
+    """A PDU header may announce up to 4 GiB; the read buffer follows the bytes received."""
+    node, peer = pair
+    def send_then_close() -> None:
+        _send(peer, [b"x" * (3 << 20)])  # 3 MiB, then the peer closes
+        peer.shutdown(socket.SHUT_WR)
+
+    sender = threading.Thread(target=send_then_close)
+    tracemalloc.start()
+    try:
+        sender.start()
+        data = node.recv(0xFFFFFFFF)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        sender.join()
+    assert len(data) == 3 << 20
+    assert peak < 16 << 20
