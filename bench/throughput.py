@@ -5,10 +5,9 @@
 For each worker count: a fresh node (``lungpath serve`` without its embedded worker,
 server-less broker, SQLite) receives ``--studies`` studies back to back (the latency bench's
 300-image studies, sent again under new UIDs); once the dispatcher has queued them all,
-that many ``lungpath worker`` processes start one after another (each once the previous one
-consumes), each with one pool process and one thread for torch, OpenMP, BLAS and ITK, and
-drain the queue. The queue is filled first so that the
-node's receiving, which shares the two cores, does not decide the workers' rate (the
+that many ``lungpath worker`` processes start together, each with one pool process and one
+thread for torch, OpenMP, BLAS and ITK, and drain the queue. The queue is filled first so
+that the node's receiving, which shares the two cores, does not decide the workers' rate (the
 ingest bench measures receiving). Rate = studies / (first analysis start -> last SR at the
 PACS); the figure with the workers' start-up is reported next to it. Target: two workers
 >= 1.6x the studies per minute of one.
