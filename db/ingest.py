@@ -18,7 +18,6 @@ from sqlalchemy import (
     Engine,
     String,
     Table,
-    and_,
     bindparam,
     exists,
     or_,
@@ -32,8 +31,14 @@ from sqlalchemy.orm.util import identity_key
 
 from db.engine import transaction
 from db.events import EventType, Outcome, audit
-from db.models import Association, Instance, Result, Study, StudyState
-from db.states import BUSY, complete_stable, new_data, open_study, stable_candidates
+from db.models import Association, Instance, Result, Study
+from db.states import (
+    QUIET_NEW_DATA,
+    complete_stable,
+    new_data,
+    open_study,
+    stable_candidates,
+)
 
 ACTOR = "scp_node"
 
@@ -140,15 +145,13 @@ _INSERT_INSTANCE = {
 }
 _NOW: BindParameter[datetime] = bindparam("now", type_=_STUDIES.c.last_instance_at.type)
 #: The common case of ``db.states.new_data`` as one statement: a new (unknown SOP Instance
-#: UID), non-own instance of a study that is RECEIVING, or busy with a newer revision already
-#: pending, only moves ``last_instance_at`` forward. The UPDATE locks the study's row like the
+#: UID), non-own instance of a study in ``QUIET_NEW_DATA`` only moves ``last_instance_at``
+#: forward. The UPDATE locks the study's row like the
 #: ORM path's ``SELECT ... FOR UPDATE``; no row back means "not that case".
 _REFRESH_STUDY = (
     update(_STUDIES)
     .where(_STUDIES.c.study_uid == bindparam("uid"),
-           or_(_STUDIES.c.state == StudyState.RECEIVING,
-               and_(or_(*(_STUDIES.c.state == state for state in BUSY)),
-                    _STUDIES.c.revision > _STUDIES.c.analysis_revision)),
+           QUIET_NEW_DATA,
            _STUDIES.c.last_instance_at <= _NOW,
            ~exists().where(_OWN_SERIES),
            ~exists().where(_INSTANCES.c.sop_instance_uid == bindparam("sop")))

@@ -21,7 +21,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.engine import upsert_insert
@@ -149,11 +149,22 @@ def open_study(session: Session, *, study_uid: str, calling_ae: str | None, now:
     return study
 
 
+#: The studies for which ``new_data`` only refreshes ``last_instance_at`` (no transition, no
+#: event), as a condition on the row: RECEIVING, or busy with a newer revision already
+#: pending. The Storage SCP's one-statement path for a new instance (db.ingest) updates under
+#: it; every other study goes through ``new_data``.
+QUIET_NEW_DATA = or_(
+    Study.__table__.c.state == S.RECEIVING,
+    and_(Study.__table__.c.state.in_(BUSY),
+         Study.__table__.c.revision > Study.__table__.c.analysis_revision),
+)
+
+
 def new_data(session: Session, study: Study, *, now: datetime, actor: str) -> None:
     """New (non-own) data for a locked ``study``: see the module docstring.
 
-    In RECEIVING this only refreshes ``last_instance_at`` (no transition, no event); a second
-    instance while a newer revision is already pending does the same.
+    For the studies of ``QUIET_NEW_DATA`` this only refreshes ``last_instance_at`` (no
+    transition, no event).
     """
     study.last_instance_at = max(study.last_instance_at, now)
     state = StudyState(study.state)
