@@ -47,19 +47,25 @@ def arm_deliveries(session: Session, *, result_id: int, objects: Sequence[str],
     session.flush()
 
 
-def record_attempt(session: Session, delivery_id: int, *, status: str, delivered: bool,
+def lock_delivery(session: Session, delivery_id: int) -> Delivery:
+    """The delivery row, locked for this transaction (its attempt is recorded next)."""
+    row = session.get(Delivery, delivery_id, with_for_update=True)
+    if row is None:
+        raise ValueError(f"delivery_id: no delivery {delivery_id}")
+    return row
+
+
+def record_attempt(session: Session, row: Delivery, *, status: str, delivered: bool,
                    next_retry_at: datetime | None, now: datetime, actor: str,
                    final_status: str | None = None,
-                   detail: dict[str, Any] | None = None) -> Delivery:
-    """One C-STORE attempt and the peer's status (``0x0000``, ``timeout``, ...).
+                   detail: dict[str, Any] | None = None) -> None:
+    """One C-STORE attempt of ``row`` (locked by ``lock_delivery``) and the peer's status
+    (``0x0000``, ``timeout``, ...).
 
     Delivered: done. Not delivered with ``next_retry_at``: a minor failure, retried then.
     Not delivered without it: given up, a serious failure whose ``final_status`` becomes the
     row's last status. ``detail`` adds to the audit event's detail.
     """
-    row = session.get(Delivery, delivery_id, with_for_update=True)
-    if row is None:
-        raise ValueError(f"delivery_id: no delivery {delivery_id}")
     result = session.get_one(Result, row.result_id)
     study = session.get_one(Study, result.study_id)
     row.attempts += 1
@@ -83,4 +89,3 @@ def record_attempt(session: Session, delivery_id: int, *, status: str, delivered
            "SEG": result.seg_sop_instance_uid}[row.object]
     audit(session, actor=actor, event_type=event, outcome=outcome, study_uid=study.study_uid,
           sop_instance_uid=sop, calling_ae=study.calling_ae, at=now, detail=info)
-    return row

@@ -37,7 +37,7 @@ from pynetdicom import AE
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from db.deliveries import arm_deliveries, record_attempt
+from db.deliveries import arm_deliveries, lock_delivery, record_attempt
 from db.engine import transaction
 from db.events import EventType, Outcome, audit
 from db.models import Delivery, Result, Study
@@ -229,7 +229,7 @@ def deliver_result(engine: Engine, config: DeliveryConfig, result_id: int, *, ac
         with transaction(engine) as session:
             for row in rows:
                 outcome = attempts.get(row.object, Attempt(Verdict.REFUSED, "no such file"))
-                _record(session, row.id, study, result, outcome, config, actor)
+                _record(session, row.id, result, outcome, config, actor)
     return _next_due(engine, result_id)
 
 
@@ -279,12 +279,12 @@ def _claim(session: Session, result_id: int, now: datetime, claim_s: float) -> l
     return rows
 
 
-def _record(session: Session, delivery_id: int, study: Study, result: Result, attempt: Attempt,
+def _record(session: Session, delivery_id: int, result: Result, attempt: Attempt,
             config: DeliveryConfig, actor: str) -> None:
     """What the peer's answer means for the row: delivered, retried with back-off inside the
     window, or given up (refused, or the window is over)."""
     now = datetime.now(UTC)
-    row = session.get_one(Delivery, delivery_id, with_for_update=True)
+    row = lock_delivery(session, delivery_id)
     delivered = attempt.verdict is Verdict.DELIVERED
     next_retry_at, final, extra = None, None, {}
     if attempt.verdict is Verdict.RETRY and \
@@ -295,9 +295,9 @@ def _record(session: Session, delivery_id: int, study: Study, result: Result, at
         final = f"gave up after {config.window_s:.0f} s: {attempt.status}"
     elif not delivered:
         final = f"refused: {attempt.status}"
-    row = record_attempt(session, delivery_id, status=attempt.status, delivered=delivered,
-                         next_retry_at=next_retry_at, now=now, actor=actor,
-                         final_status=final, detail=extra)
+    record_attempt(session, row, status=attempt.status, delivered=delivered,
+                   next_retry_at=next_retry_at, now=now, actor=actor, final_status=final,
+                   detail=extra)
     logger.info("delivery %s of result %d to %s@%s:%d: %s", row.object, result.id,
                 row.destination_ae, row.destination_host, row.destination_port, attempt.status)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from db import states
-from db.deliveries import arm_deliveries, record_attempt
+from db.deliveries import arm_deliveries, lock_delivery, record_attempt
 from db.engine import transaction
 from db.ingest import close_association, complete_stable_studies, open_association, record_instance
 from db.models import Delivery, StudyState
@@ -102,10 +102,11 @@ def seed(engine: Engine, store: Path, now: datetime) -> Seeded:
                        destinations=[("PACS2", "10.0.0.8", 104)], now=c + timedelta(minutes=5))
         sent, failing = (session.scalars(select(Delivery.id).where(Delivery.result_id == r)).one()
                          for r in (result_a, result_c))
-        record_attempt(session, sent, status="0x0000", delivered=True, next_retry_at=None,
-                       now=a + timedelta(minutes=5), actor="worker@gpu1")
+        record_attempt(session, lock_delivery(session, sent), status="0x0000", delivered=True,
+                       next_retry_at=None, now=a + timedelta(minutes=5), actor="worker@gpu1")
         for attempt in range(2):
-            record_attempt(session, failing, status="association rejected", delivered=False,
+            record_attempt(session, lock_delivery(session, failing),
+                           status="association rejected", delivered=False,
                            next_retry_at=c + timedelta(minutes=10 + attempt),
                            now=c + timedelta(minutes=5 + attempt), actor="worker@gpu1")
     return seeded
