@@ -5,10 +5,11 @@ Notation: N samples; z logits; p = softmax(z); y the true class; f the true grow
 
 - ``invasiveness_loss``  CE = sum_i w_{y_i} (-log p_{i,y_i}) / sum_i w_{y_i}  (w = 1 without
   class weights).
-- ``growth_loss`` (the blend)  L = a * MSE(p, f) + b * MSE(q(p), f) + c * CE(z, argmax f), with
-  MSE(u, v) = mean over samples and patterns of (u - v)^2, and q(p) = round(20 p) / 20 the 5 %
-  quantisation of the authors' prototype, its gradient passed straight through (q acts as the
-  identity in the backward pass).
+- ``growth_loss`` (the blend)  L = a * MSE(p, f) + b * MSE(q(p), f) + c * CE(z, argmax f)
+  + d * H(f, p), with MSE(u, v) = mean over samples and patterns of (u - v)^2, q(p) =
+  round(20 p) / 20 the 5 % quantisation of the authors' prototype, its gradient passed straight
+  through (q acts as the identity in the backward pass), and H(f, p) = -sum_k f_k log p_k the
+  cross-entropy of the predicted mix against the true one (mean over samples).
 - ``UncertaintyWeighting``  L = sum_t exp(-s_t) L_t + s_t, s_t = log sigma_t^2 learned
   (Kendall, Gal & Cipolla 2018, in the form of their reference code).
 - ``soft_kl``  T^2 * KL(softmax(z_teacher / T) || softmax(z_student / T)), per sample.
@@ -98,14 +99,18 @@ class GrowthBlend:
         mse: a, on the raw proportions (the prototype's "delta" term).
         quantised: b, on the proportions quantised to 5 % steps.
         predominant: c, on the cross-entropy of the predominant pattern.
+        distribution: d, on the cross-entropy of the predicted mix against the true fractions.
+            Its gradient on the logits is p - f, where the MSE's is scaled by p(1 - p) and
+            fades for the minor patterns (docs/model.md).
     """
 
     mse: float = 1.0
     quantised: float = 1.0
     predominant: float = 0.1
+    distribution: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("mse", "quantised", "predominant"):
+        for name in ("mse", "quantised", "predominant", "distribution"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f'Argument "{name}" must be >= 0, got {getattr(self, name)}.')
 
@@ -138,7 +143,9 @@ def growth_loss_per_sample(
     mse = (p - fractions).pow(2).mean(dim=1)
     quantised = (quantise(p) - fractions).pow(2).mean(dim=1)
     ce = F.cross_entropy(logits, fractions.argmax(dim=1), reduction="none")
-    return blend.mse * mse + blend.quantised * quantised + blend.predominant * ce
+    mix = -(fractions * F.log_softmax(logits, dim=1)).sum(dim=1)
+    return (blend.mse * mse + blend.quantised * quantised + blend.predominant * ce
+            + blend.distribution * mix)
 
 
 def growth_loss(logits: Tensor, fractions: Tensor, blend: GrowthBlend = GrowthBlend()) -> Tensor:

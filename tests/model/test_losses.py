@@ -39,9 +39,19 @@ def test_growth_blend_by_hand() -> None:
     mse = ((p - 0.6) ** 2 + (p - 0.4) ** 2 + 5 * p**2) / 7
     quantised = ((q - 0.6) ** 2 + (q - 0.4) ** 2 + 5 * q**2) / 7
     ce = math.log(7)  # the predominant pattern is lepidic
-    assert growth_loss(logits, fractions).item() == pytest.approx(mse + quantised + 0.1 * ce)
-    blend = GrowthBlend(mse=2.0, quantised=0.0, predominant=1.0)
+    mix = -(0.6 + 0.4) * math.log(p)
+    assert growth_loss(logits, fractions).item() == pytest.approx(
+        mse + quantised + 0.1 * ce + mix)
+    blend = GrowthBlend(mse=2.0, quantised=0.0, predominant=1.0, distribution=0.0)
     assert growth_loss(logits, fractions, blend).item() == pytest.approx(2 * mse + ce)
+
+
+def test_growth_mix_term_weighs_each_log_probability_by_its_true_fraction() -> None:
+    logits = torch.tensor([[math.log(4.0), 0, 0, 0, 0, 0, 0]])  # p = (0.4, 0.1 x 6)
+    fractions = torch.tensor([[0.5, 0.25, 0.25, 0, 0, 0, 0]])
+    only_mix = GrowthBlend(mse=0.0, quantised=0.0, predominant=0.0, distribution=1.0)
+    expected = -(0.5 * math.log(0.4) + 0.5 * math.log(0.1))
+    assert growth_loss(logits, fractions, only_mix).item() == pytest.approx(expected)
 
 
 def test_quantisation_rounds_forward_and_passes_gradients_straight_through() -> None:
@@ -112,7 +122,8 @@ def test_distillation_by_hand_with_a_masked_unlabelled_sample() -> None:
     # growth: both growth teachers agree with the uniform student, S = 0; hard = the blend
     p = 1 / 7
     q = round(20 / 7) / 20
-    blend = ((1 - p) ** 2 + 6 * p**2) / 7 + ((1 - q) ** 2 + 6 * q**2) / 7 + 0.1 * math.log(7)
+    blend = (((1 - p) ** 2 + 6 * p**2) / 7 + ((1 - q) ** 2 + 6 * q**2) / 7
+             + 0.1 * math.log(7) + math.log(7))
     assert terms.growth.item() == pytest.approx(0.7 * blend / 2)
     assert terms.triplet.item() == 0
     assert terms.total().item() == pytest.approx(expected_inv + 0.7 * blend / 2)
@@ -160,6 +171,7 @@ def test_distillation_triplet_term_on_unlabelled_samples() -> None:
         (lambda: growth_loss(torch.zeros(2, 7), torch.full((2, 6), 1 / 6)), "fractions"),
         (lambda: growth_loss(torch.zeros(2, 3), torch.full((2, 7), 1 / 7)), "logits"),
         (lambda: GrowthBlend(mse=-1), "mse"),
+        (lambda: GrowthBlend(distribution=-1), "distribution"),
         (lambda: soft_kl(torch.zeros(2, 3), torch.zeros(2, 3), 0.0), "temperature"),
         (lambda: soft_kl(torch.zeros(2, 3), torch.zeros(2, 7), 1.0), "student"),
         (lambda: UncertaintyWeighting(2)([torch.tensor(1.0)]), "losses"),
