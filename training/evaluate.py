@@ -163,6 +163,10 @@ def evaluate(pred: Predictions, truth: NoduleSet, resamples: int = 1000,
                                                                          strict=True)}
         report["patterns_in_macro_auc"] = [p.value for p, n in zip(PATTERNS, counts, strict=True)
                                            if n >= MIN_PATTERN_POSITIVES]
+        report["predominant_auc"] = {
+            p.value: estimate(_predominant_vs_rest(k), pred, truth, pat, resamples, seed).as_dict()
+            for k, p in enumerate(PATTERNS) if counts[k] >= MIN_PATTERN_POSITIVES
+        }
         report["predominant_confusion"] = metrics.confusion_matrix(
             true_pre, predominant_classes(pred.proportions[pat]), len(PATTERNS)).tolist()
     return report
@@ -172,6 +176,16 @@ def _one_vs_rest(k: int) -> Metric:
     def metric(pred: Predictions, truth: NoduleSet, idx: np.ndarray) -> float:
         assert pred.probabilities is not None
         return metrics.auc(truth.invasiveness[idx] == k, pred.probabilities[idx, k])
+    return metric
+
+
+def _predominant_vs_rest(k: int) -> Metric:
+    """AUC of pattern ``k`` being predominant, scored by its predicted proportion (one term of
+    the predominant-pattern macro AUC)."""
+    def metric(pred: Predictions, truth: NoduleSet, idx: np.ndarray) -> float:
+        assert pred.proportions is not None
+        return metrics.auc(predominant_classes(truth.proportions[idx]) == k,
+                           pred.proportions[idx, k])
     return metric
 
 
@@ -212,6 +226,8 @@ def markdown(report: dict[str, Any], title: str) -> str:
             lines.append(f"| {name.replace('_', ' ')} | {fmt_estimate(report[name])} |")
     for cls, value in report.get("class_auc", {}).items():
         lines.append(f"| AUC {cls} vs rest | {fmt_estimate(value)} |")
+    for pattern, value in report.get("predominant_auc", {}).items():
+        lines.append(f"| AUC {pattern} predominant vs rest | {fmt_estimate(value)} |")
     if "confusion" in report:
         names = [c.value for c in INVASIVENESS]
         lines += ["", "Invasiveness confusion matrix (rows: truth, columns: predicted):", "",

@@ -12,6 +12,7 @@ from training.evaluate import (
     Predictions,
     evaluate,
     macro_auc,
+    markdown,
     paired_difference,
     write_evaluation,
 )
@@ -64,3 +65,26 @@ def test_write_evaluation_files(tmp_path: Path) -> None:
     assert {p.name for p in tmp_path.iterdir()} == {"metrics.json", "metrics.md", "roc.png",
                                                     "reliability.png"}
     assert "| invasiveness macro auc | 1.000" in (tmp_path / "metrics.md").read_text()
+
+
+def test_each_pattern_of_the_macro_auc_gets_its_own_auc() -> None:
+    """60 nodules: 30 lepidic-, 20 acinar- and 10 solid-predominant. Lepidic and acinar have
+    the 20 positives the macro AUC needs; solid does not and gets no AUC of its own."""
+    rng = np.random.default_rng(0)
+    winners = np.repeat([0, 1, 4], [30, 20, 10])
+    props = np.full((60, 7), 0.05, dtype=np.float32)
+    props[np.arange(60), winners] = 0.7
+    n = len(winners)
+    truth = NoduleSet(np.zeros((n, 2, 2, 2), np.float16), np.full(n, 2), props,
+                      np.array([f"p{i}" for i in range(n)]), np.array([str(i) for i in range(n)]),
+                      np.full(n, -1))
+    noisy = props + rng.normal(0, 0.3, props.shape)
+    report = evaluate(Predictions(np.full((n, 3), 1 / 3), noisy), truth, resamples=20)
+    per_pattern = report["predominant_auc"]
+    assert list(per_pattern) == ["lepidic", "acinar"]
+    for k, name in ((0, "lepidic"), (1, "acinar")):
+        expected = float(np.mean(noisy[winners == k, k][:, None] > noisy[winners != k, k]))
+        assert per_pattern[name]["value"] == pytest.approx(expected)
+    assert report["predominant_macro_auc"]["value"] == pytest.approx(
+        np.mean([v["value"] for v in per_pattern.values()]))
+    assert "| AUC acinar predominant vs rest |" in markdown(report, "noisy")
