@@ -2,8 +2,8 @@
 
 A budget fixes the cohort size, the crop, the network widths and the epochs. On the
 reference 2-core CPU (docs/model-card.md) ``small`` ran in about a minute (idle) and ``full``,
-which produced the shipped weights, in 71 minutes (shared with other work; its targets: 20
-and 150 minutes); ``smoke`` is the seconds-long configuration of the tests.
+which produced the shipped weights, in 61 minutes (its targets: 20 and 150 minutes);
+``smoke`` is the seconds-long configuration of the tests.
 Labelled boxes (set ``seed``) are split by patient (4 folds, fold 0 held out, 10 % of the
 rest for early stopping); unlabelled boxes (the unlabelled set ``seed``) only ever train; a
 ``fast``-acquisition set from another seed measures robustness.
