@@ -47,6 +47,7 @@ from lungpath.cli.results import format_report
 from lungpath.demo_truth import compare_with_truth
 from lungpath.dispatch import WorkerError, checkpoint_path
 from lungpath.settings import ENV_PREFIX, SettingsError, load_settings
+from pipeline.scu import no_delay, prepare_requestor
 
 NODE_AE = "LUNGPATH"
 PACS_AE = "DEMOPACS"
@@ -106,16 +107,6 @@ class Progress:
         print(block, file=self.stream, flush=True)
 
 
-def _no_delay(sock: object) -> None:
-    """Turn Nagle off: pynetdicom leaves it on and each C-STORE would wait ~40 ms."""
-    if isinstance(sock, socket.socket):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _assoc_socket(assoc: Any) -> object:
-    return getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
-
-
 class DemoPacs:
     """A Storage SCP standing in for the PACS: it writes what it receives into ``folder``."""
 
@@ -133,7 +124,7 @@ class DemoPacs:
         ae.add_supported_context(Verification)
         handlers: list[Any] = [
             (evt.EVT_C_STORE, self._on_store),
-            (evt.EVT_CONN_OPEN, lambda event: _no_delay(_assoc_socket(event.assoc))),
+            (evt.EVT_CONN_OPEN, lambda event: no_delay(event.assoc)),
         ]
         self._server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
         self.port = int(self._server.server_address[1])
@@ -188,7 +179,7 @@ def send_study(datasets: list[Dataset], port: int) -> None:
     assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
     if not assoc.is_established:
         raise DemoError(f"the node at 127.0.0.1:{port} refused the association")
-    _no_delay(_assoc_socket(assoc))
+    prepare_requestor(assoc)
     try:
         for ds in datasets:
             status = assoc.send_c_store(ds)

@@ -18,15 +18,15 @@ Policy (docs/orchestration.md):
 Research interlock: results of a checkpoint trained on synthetic data are delivered only in
 research mode; otherwise the rows are created stopped ("held") and audited.
 
-TCP_NODELAY is set on the SCU socket: pynetdicom leaves Nagle on, and each C-STORE then
-waits for the peer's delayed ACK (90 ms instead of 4 ms for one SR, MEASURED.md).
+The association is prepared by ``pipeline.scu.prepare_requestor``: TCP_NODELAY (pynetdicom
+leaves Nagle on, and each C-STORE then waits for the peer's delayed ACK: 90 ms instead of 4 ms
+for one SR, MEASURED.md), and the guard on pynetdicom's reactor race that can drop an answer.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +41,7 @@ from db.deliveries import arm_deliveries, lock_delivery, record_attempt
 from db.engine import transaction
 from db.events import EventType, Outcome, audit
 from db.models import Delivery, Result, Study
+from pipeline.scu import prepare_requestor
 
 logger = logging.getLogger(__name__)
 
@@ -165,18 +166,12 @@ def send_files(destination: Destination, calling_ae: str,
             "unreachable or no answer"
         failed = Attempt(Verdict.RETRY, f"association {why}")
         return dict.fromkeys(objects, failed)
-    _no_delay(assoc)
+    prepare_requestor(assoc)
     try:
         return {kind: _store_all(assoc, items) for kind, items in datasets.items()}
     finally:
         if assoc.is_established:
             assoc.release()
-
-
-def _no_delay(assoc: object) -> None:
-    sock = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
-    if isinstance(sock, socket.socket):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _store_all(assoc: object, datasets: Sequence[pydicom.Dataset]) -> Attempt:

@@ -3,7 +3,6 @@ research interlock, and the audit record of every attempt."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,6 @@ from pipeline.delivery import (
     DeliveryConfig,
     Destination,
     Verdict,
-    _no_delay,
     backoff_s,
     deliver_result,
     destinations_for,
@@ -224,18 +222,3 @@ def test_research_interlock_holds_then_resend_delivers(engine: Engine, tmp_path:
         rearm(session, result_id, now=datetime.now(UTC))
     deliver_result(engine, _config(peer, research_mode=True), result_id, actor="test")
     assert _row(engine).delivered_at is not None and len(peer.received) == 1
-
-
-def test_no_delay_sets_tcp_nodelay_on_the_scu_socket(peer: Peer) -> None:
-    ae = AE(ae_title="LUNGPATH")
-    ae.add_requested_context(COMPREHENSIVE_3D_SR)
-    assoc = ae.associate("127.0.0.1", peer.port, ae_title="PEER")
-    assert assoc.is_established
-    try:
-        sock = assoc.dul.socket.socket  # type: ignore[union-attr]
-        assert sock is not None
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
-        _no_delay(assoc)
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-    finally:
-        assoc.release()

@@ -8,7 +8,6 @@ a schema of its own, through tests/db/databases.py) and a store under the test's
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 import sys
 import time
@@ -32,6 +31,7 @@ from sqlalchemy import Engine, func, select
 
 from db.engine import create_engine_for, transaction
 from db.models import AuditEvent, Instance, Study
+from pipeline.scu import prepare_requestor
 from scp_node.config import ScpConfig
 from scp_node.server import StorageSCP
 from scp_node.storage import file_meta
@@ -123,7 +123,8 @@ def running_scp(config: ScpConfig) -> Iterator[StorageSCP]:
 
 def associate(port: int, contexts: Sequence[tuple[str, Sequence[str]]], *, calling_ae: str = "SCU",
               called_ae: str = NODE_AE, tls: ssl.SSLContext | None = None) -> Association:
-    """An association from a pynetdicom SCU, with TCP_NODELAY on its socket as well."""
+    """An association from a pynetdicom SCU, prepared like the node's own senders
+    (``pipeline.scu.prepare_requestor``)."""
     ae = AE(ae_title=calling_ae)
     # generous: a shared, loaded test machine must not turn a slow answer into a failure
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
@@ -132,9 +133,7 @@ def associate(port: int, contexts: Sequence[tuple[str, Sequence[str]]], *, calli
     tls_args = (tls, "localhost") if tls is not None else None
     assoc = ae.associate("127.0.0.1", port, ae_title=called_ae, tls_args=tls_args)
     if assoc.is_established:
-        sock = assoc.dul.socket.socket if assoc.dul.socket else None
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        prepare_requestor(assoc)
     return assoc
 
 
