@@ -13,10 +13,11 @@ over a large sample, and scores it like a model: the predominant-pattern macro A
 ``training.evaluate`` on fresh sets of held-out draws, on the raw estimates and on the estimates
 rounded to 5 % steps as the node reports them. A trained network's figure is read against these
 lines: it cannot beat the reader of every sign, and if it lands on a weaker reader's line it
-reads no more than that reader does. Two simplifications, both in the reader's favour or
-neutral: a sign is read exactly, in 5 % steps of its sum; the air bronchogram (present with
-probability papillary / 100) is left out. Once three sums are read the fourth follows (the
-proportions sum to 100), so the last sign added changes nothing.
+reads no more than that reader does. Two simplifications: a sign is read exactly, in 5 % steps
+of its sum (in the reader's favour); the air bronchogram (present with probability
+papillary / 100) is left out (against it: it would tell papillary from acinar a little). Once
+three sums are read the fourth follows (the proportions sum to 100), so the last sign added
+changes nothing.
 
     python -m training.ceiling [--draws 500000] [--sets 20]
 """
