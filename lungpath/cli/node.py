@@ -95,6 +95,7 @@ def echo(ctx: Context, host: str, port: int, ae: str, calling_ae: str | None,
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
     from lungpath.settings import validate_ae_title
+    from pipeline.scu import prepare_requestor
 
     settings = ctx.settings()
     try:
@@ -108,6 +109,7 @@ def echo(ctx: Context, host: str, port: int, ae: str, calling_ae: str | None,
     assoc = app.associate(host, port, ae_title=ae)
     if not assoc.is_established:
         fail(f"no association with {ae} at {host}:{port} (rejected, aborted or unreachable)")
+    prepare_requestor(assoc)
     status = assoc.send_c_echo()
     assoc.release()
     if not status or status.Status != 0:
