@@ -139,11 +139,12 @@ def growth_loss_per_sample(
     """The growth blend for each sample, shape (N,); ``growth_loss`` is its mean."""
     _check_logits("logits", logits, N_PATTERNS)
     _check_fractions(fractions, logits.shape[0])
-    p = logits.softmax(dim=1)
+    log_p = F.log_softmax(logits, dim=1)  # one normalisation serves all four terms
+    p = log_p.exp()
     mse = (p - fractions).pow(2).mean(dim=1)
     quantised = (quantise(p) - fractions).pow(2).mean(dim=1)
-    ce = F.cross_entropy(logits, fractions.argmax(dim=1), reduction="none")
-    mix = -(fractions * F.log_softmax(logits, dim=1)).sum(dim=1)
+    ce = -log_p.gather(1, fractions.argmax(dim=1, keepdim=True)).squeeze(1)
+    mix = -(fractions * log_p).sum(dim=1)
     return (blend.mse * mse + blend.quantised * quantised + blend.predominant * ce
             + blend.distribution * mix)
 
