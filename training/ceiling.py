@@ -90,22 +90,36 @@ class ReaderScore:
         return "invasiveness" + "".join(f" + {s}" for s in self.signs)
 
 
-def expected_proportions(train: Draws, held_out: Draws, signs: Sequence[str]
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """E[proportions | reading] for each held-out nodule, estimated from ``train``; a reading
-    never drawn falls back to the invasiveness-only estimate. Also the mask of those."""
-    keys, index = np.unique(train.reading(signs), return_inverse=True)
-    counts = np.bincount(index)
-    means = np.stack([np.bincount(index, weights=train.proportions[:, k]) / counts
-                      for k in range(len(PATTERNS))], axis=1)
-    wanted = held_out.reading(signs)
-    where = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-    seen = keys[where] == wanted
-    estimate = means[where]
-    if not seen.all():
-        fallback, _ = expected_proportions(train, held_out, ())
-        estimate[~seen] = fallback[~seen]
-    return estimate, ~seen
+@dataclass(frozen=True)
+class Reader:
+    """E[proportions | reading] of one reader, estimated once from the training draws."""
+
+    signs: tuple[str, ...]
+    keys: np.ndarray  #: the readings drawn, sorted
+    means: np.ndarray  #: (len(keys), 7) mean fractions of each reading
+
+    @classmethod
+    def fit(cls, train: Draws, signs: Sequence[str]) -> Reader:
+        keys, index = np.unique(train.reading(signs), return_inverse=True)
+        counts = np.bincount(index)
+        means = np.stack([np.bincount(index, weights=train.proportions[:, k]) / counts
+                          for k in range(len(PATTERNS))], axis=1)
+        return cls(tuple(signs), keys, means)
+
+    def estimate(self, held_out: Draws, fallback: Reader | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """The estimate for each held-out nodule, and the mask of the readings never drawn,
+        which take ``fallback``'s estimate (the invasiveness-only reader's)."""
+        wanted = held_out.reading(self.signs)
+        where = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
+        unseen = self.keys[where] != wanted
+        estimate = self.means[where]
+        if unseen.any():
+            if fallback is None:
+                raise ValueError("a held-out reading was never drawn and there is no fallback: "
+                                 "draw more nodules")
+            estimate[unseen] = fallback.estimate(held_out, None)[0][unseen]
+        return estimate, unseen
 
 
 def served(estimate: np.ndarray) -> np.ndarray:
@@ -120,11 +134,13 @@ def score_readers(draws: int, sets: int, seed: int = 0) -> list[ReaderScore]:
     rng = np.random.default_rng(seed)
     train = Draws.sample(draws, rng)
     held = [Draws.sample(HELD_OUT_NODULES, rng) for _ in range(sets)]
+    fallback = Reader.fit(train, ())
     scores = []
     for signs in READERS:
+        reader = Reader.fit(train, signs)
         raw, rounded, unseen = [], [], []
         for held_out in held:
-            estimate, missing = expected_proportions(train, held_out, signs)
+            estimate, missing = reader.estimate(held_out, fallback)
             truth = predominant_classes(held_out.proportions)
             raw.append(metrics.macro_auc(truth, estimate, MIN_PATTERN_POSITIVES))
             rounded.append(metrics.macro_auc(truth, served(estimate), MIN_PATTERN_POSITIVES))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.ceiling import READERS, Draws, expected_proportions, score_readers, served
+from training.ceiling import READERS, Draws, Reader, score_readers, served
 
 
 def _draws(invasiveness: list[int], percents: list[list[int]]) -> Draws:
@@ -28,7 +28,7 @@ def test_a_reading_sees_the_summed_proportions_of_each_sign_and_nothing_else() -
         assert bool(moved.reading(reader)[0] == draws.reading(reader)[0]) == same
 
 
-def test_expected_proportions_average_alike_readings_and_fall_back_when_unseen() -> None:
+def test_a_reader_averages_alike_readings_and_falls_back_when_unseen() -> None:
     train = _draws([2, 2, 1], [
         [20, 80, 0, 0, 0, 0, 0],
         [20, 40, 40, 0, 0, 0, 0],
@@ -38,7 +38,7 @@ def test_expected_proportions_average_alike_readings_and_fall_back_when_unseen()
         [20, 0, 80, 0, 0, 0, 0],  # read like the first two training nodules
         [50, 50, 0, 0, 0, 0, 0],  # a reading never drawn
     ])
-    estimate, unseen = expected_proportions(train, held_out, READERS[-1])
+    estimate, unseen = Reader.fit(train, READERS[-1]).estimate(held_out, Reader.fit(train, ()))
     assert unseen.tolist() == [False, True]
     np.testing.assert_allclose(estimate[0], [0.2, 0.6, 0.2, 0, 0, 0, 0])
     np.testing.assert_allclose(estimate[1], [0.2, 0.6, 0.2, 0, 0, 0, 0])  # IAC-only mean
