@@ -81,6 +81,9 @@ class Destination(BaseModel):
     port: int = Field(ge=1, le=65535)
     #: Only studies sent by this calling AE go here; ``None`` means the default destination.
     for_calling_ae: str | None = None
+    #: Reach it over TLS: its certificate must chain to ``tls_ca_file`` (else the system's
+    #: CAs) and name ``host``; the node shows ``tls_cert_file`` if the peer asks for one.
+    tls: bool = False
 
     @field_validator("ae_title")
     @classmethod

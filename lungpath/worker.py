@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 
 from db.engine import create_engine_for
 from lungpath import __version__
@@ -37,13 +38,15 @@ def worker_runtime(settings: Settings) -> WorkerRuntime:
             software_version=f"lungpath {__version__}"),
         delivery=DeliveryConfig(
             calling_ae=settings.ae_title,
-            destinations=tuple(Destination(d.ae_title, d.host, d.port, d.for_calling_ae)
+            destinations=tuple(Destination(d.ae_title, d.host, d.port, d.for_calling_ae, d.tls)
                                for d in settings.destinations),
             research_mode=settings.research_mode,
             initial_backoff_s=settings.delivery_initial_backoff_seconds,
             max_backoff_s=settings.delivery_max_backoff_seconds,
             window_s=settings.delivery_window_seconds,
-            timeout_s=settings.network_timeout),
+            timeout_s=settings.network_timeout,
+            tls_ca_file=settings.tls_ca_file, tls_cert_file=settings.tls_cert_file,
+            tls_key_file=settings.tls_key_file),
     )
 
 
@@ -59,6 +62,11 @@ def run_worker(settings: Settings, queues: tuple[str, ...] = ("analysis", "deliv
         load_checkpoint(runtime.checkpoint)  # refuse a bad file now, not at the first study
     except CheckpointError as e:
         raise WorkerError(str(e)) from None
+    if any(d.tls for d in runtime.delivery.destinations):
+        try:
+            runtime.delivery.tls_context()  # a bad key or CA file stops the start, not a send
+        except (ssl.SSLError, OSError) as e:
+            raise WorkerError(f"cannot set up TLS for the destinations: {e}") from None
     config = runtime.queue
     names = {"analysis": config.analysis_queue, "delivery": config.delivery_queue}
     unknown = sorted(set(queues) - set(names))

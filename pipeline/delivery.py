@@ -14,9 +14,16 @@ Policy (docs/orchestration.md):
   SOP class not supported, no accepted presentation context) is a refusal: retrying would
   get the same answer, so the delivery stops at once and is audited; ``lungpath resend``
   re-arms it after the PACS is fixed;
-- warning statuses (0xB000, 0xB006, 0xB007) count as delivered, with the status recorded.
+- warning statuses (0xB000, 0xB006, 0xB007) count as delivered, with the status recorded;
+- a pending row whose destination has left the settings is stopped as refused ("destination
+  no longer configured"), never sent: its TLS setting is no longer known.
 Research interlock: results of a checkpoint trained on synthetic data are delivered only in
 research mode; otherwise the rows are created stopped ("held") and audited.
+
+A destination marked ``tls`` is reached over TLS with ``pipeline.scu.client_context``: the
+peer's certificate is verified against the node's CA file and host name, and the node shows
+its own certificate to a peer that asks for one. A failed handshake is an association failure
+(retried): the peer may be mid-way through a certificate change.
 
 The association is prepared by ``pipeline.scu.prepare_requestor``: TCP_NODELAY (pynetdicom
 leaves Nagle on, and each C-STORE then waits for the peer's delayed ACK: 90 ms instead of 4 ms
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,7 +49,7 @@ from db.deliveries import arm_deliveries, lock_delivery, record_attempt
 from db.engine import transaction
 from db.events import EventType, Outcome, audit
 from db.models import Delivery, Result, Study
-from pipeline.scu import prepare_requestor
+from pipeline.scu import client_context, prepare_requestor
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +61,14 @@ _WARNINGS = (0xB000, 0xB006, 0xB007)
 
 @dataclass(frozen=True)
 class Destination:
-    """A peer that receives results; ``for_calling_ae`` None: for any sender without its own."""
+    """A peer that receives results; ``for_calling_ae`` None: for any sender without its own;
+    ``tls``: reached over TLS."""
 
     ae_title: str
     host: str
     port: int
     for_calling_ae: str | None = None
+    tls: bool = False
 
     def __post_init__(self) -> None:
         if not self.ae_title.strip() or len(self.ae_title) > 16:
@@ -68,12 +78,14 @@ class Destination:
 
     @property
     def label(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
+        return f"{self.ae_title}@{self.host}:{self.port}{' (TLS)' if self.tls else ''}"
 
 
 @dataclass(frozen=True)
 class DeliveryConfig:
-    """Who we are, where results go, and the retry policy (seconds)."""
+    """Who we are, where results go, the retry policy (seconds), and for TLS destinations the
+    CA file their certificates must chain to (None: the system's CAs) and the node's own
+    certificate and key (None: none shown)."""
 
     calling_ae: str
     destinations: tuple[Destination, ...]
@@ -82,6 +94,9 @@ class DeliveryConfig:
     max_backoff_s: float = 3600.0
     window_s: float = 86400.0
     timeout_s: float = 30.0
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.initial_backoff_s <= self.max_backoff_s:
@@ -96,6 +111,11 @@ class DeliveryConfig:
     def claim_s(self) -> float:
         """How long a pass owns the rows it is sending (another pass leaves them alone)."""
         return 4 * self.timeout_s + 60.0
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The client TLS context of the TLS destinations (``ssl.SSLError`` or ``OSError``
+        for an unreadable or mismatched file)."""
+        return client_context(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
 
 
 def destinations_for(calling_ae: str | None, destinations: Sequence[Destination]
@@ -152,18 +172,27 @@ def result_files(result: Result) -> dict[str, list[Path]]:
     return files
 
 
-def send_files(destination: Destination, calling_ae: str,
-               objects: dict[str, list[Path]], timeout_s: float) -> dict[str, Attempt]:
+def send_files(destination: Destination, config: DeliveryConfig,
+               objects: dict[str, list[Path]]) -> dict[str, Attempt]:
     """C-STORE every file of ``objects`` to ``destination`` over one association."""
     datasets = {kind: [pydicom.dcmread(p) for p in paths] for kind, paths in objects.items()}
-    ae = AE(ae_title=calling_ae)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
+    ae = AE(ae_title=config.calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = config.timeout_s
     for ds in (d for items in datasets.values() for d in items):
         ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    tls_args = None
+    if destination.tls:
+        try:
+            tls_args = (config.tls_context(), destination.host)
+        except (ssl.SSLError, OSError, ValueError) as e:
+            return dict.fromkeys(objects, Attempt(Verdict.RETRY, f"TLS set-up failed: {e}"))
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title,
+                         tls_args=tls_args)
     if not assoc.is_established:
         why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else \
             "unreachable or no answer"
+        if destination.tls and not assoc.is_rejected:
+            why += " (or the TLS handshake failed: certificates, TLS version)"
         failed = Attempt(Verdict.RETRY, f"association {why}")
         return dict.fromkeys(objects, failed)
     prepare_requestor(assoc)
@@ -191,7 +220,7 @@ def _store_all(assoc: object, datasets: Sequence[pydicom.Dataset]) -> Attempt:
     return last
 
 
-Sender = Callable[[Destination, str, dict[str, list[Path]], float], dict[str, Attempt]]
+Sender = Callable[[Destination, DeliveryConfig, dict[str, list[Path]]], dict[str, Attempt]]
 
 
 def deliver_result(engine: Engine, config: DeliveryConfig, result_id: int, *, actor: str,
@@ -217,10 +246,15 @@ def deliver_result(engine: Engine, config: DeliveryConfig, result_id: int, *, ac
     for row in due:
         key = (row.destination_ae, row.destination_host, row.destination_port)
         by_destination.setdefault(key, []).append(row)
-    for (ae_title, host, port), rows in by_destination.items():
-        destination = Destination(ae_title, host, port)
+    configured = {(d.ae_title, d.host, d.port): d for d in config.destinations}
+    for key, rows in by_destination.items():
+        destination = configured.get(key)
         wanted = {row.object: files[row.object] for row in rows if row.object in files}
-        attempts = sender(destination, config.calling_ae, wanted, config.timeout_s)
+        if destination is None:  # removed from the settings since the row was armed
+            attempts = dict.fromkeys(wanted, Attempt(Verdict.REFUSED,
+                                                     "destination no longer configured"))
+        else:
+            attempts = sender(destination, config, wanted)
         with transaction(engine) as session:
             for row in rows:
                 outcome = attempts.get(row.object, Attempt(Verdict.REFUSED, "no such file"))

@@ -1,5 +1,11 @@
 """The requesting side of an association (result delivery, the demo's sender, the tests'
-senders): two settings pynetdicom does not make by itself.
+senders): the TLS context of a secure destination, and two settings pynetdicom does not make
+by itself.
+
+- TLS (PS3.15 Annex B.1, as on the node's listening side): TLS 1.2 or later; the peer's
+  certificate must chain to the node's CA file (else to the system's CAs) and name the host
+  the node connects to; the node presents its own certificate when it has one, for a peer
+  that requires mutual authentication.
 
 - TCP_NODELAY on the socket, so the last PDU of a request and its answer are not held back by
   Nagle's algorithm.
@@ -19,9 +25,25 @@ senders): two settings pynetdicom does not make by itself.
 from __future__ import annotations
 
 import socket
+import ssl
+from pathlib import Path
 from typing import Any
 
 from pynetdicom.association import Association
+
+
+def client_context(ca_file: Path | None = None, cert_file: Path | None = None,
+                   key_file: Path | None = None) -> ssl.SSLContext:
+    """An ``SSLContext`` for associations the node requests; raises ``ssl.SSLError`` or
+    ``OSError`` on an unreadable or mismatched file, before any connection is tried."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError('Arguments "cert_file" and "key_file" must be given together.')
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
+                                         cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file is not None and key_file is not None:
+        context.load_cert_chain(certfile=str(cert_file), keyfile=str(key_file))
+    return context
 
 
 def no_delay(assoc: Association) -> None:

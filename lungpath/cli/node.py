@@ -87,15 +87,20 @@ def demo(ctx: Context, out: Path | None, study: Path | None, seed: int, timeout:
 @click.argument("ae")
 @click.option("--calling-ae", help="Our AE title in the association (default: setting ae_title).")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait.")
+@click.option("--tls", is_flag=True,
+              help="Over TLS, as results go to a destination with tls = true: the peer's "
+                   "certificate checked against tls_ca_file, ours shown from tls_cert_file.")
 @pass_context
 def echo(ctx: Context, host: str, port: int, ae: str, calling_ae: str | None,
-         timeout: float) -> None:
+         timeout: float, tls: bool) -> None:
     """Send a C-ECHO to the DICOM peer AE at HOST:PORT and report its status."""
+    import ssl
+
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
     from lungpath.settings import validate_ae_title
-    from pipeline.scu import prepare_requestor
+    from pipeline.scu import client_context, prepare_requestor
 
     settings = ctx.settings()
     try:
@@ -106,9 +111,18 @@ def echo(ctx: Context, host: str, port: int, ae: str, calling_ae: str | None,
     app = AE(ae_title=calling)
     app.acse_timeout = app.network_timeout = timeout
     app.add_requested_context(Verification)
-    assoc = app.associate(host, port, ae_title=ae)
+    tls_args = None
+    if tls:
+        try:
+            tls_args = (client_context(settings.tls_ca_file, settings.tls_cert_file,
+                                       settings.tls_key_file), host)
+        except (ssl.SSLError, OSError) as e:
+            fail(f"cannot set up TLS: {e}", 2)
+    assoc = app.associate(host, port, ae_title=ae, tls_args=tls_args)
     if not assoc.is_established:
-        fail(f"no association with {ae} at {host}:{port} (rejected, aborted or unreachable)")
+        handshake = ", or the TLS handshake failed" if tls else ""
+        fail(f"no association with {ae} at {host}:{port} (rejected, aborted or unreachable"
+             f"{handshake})")
     prepare_requestor(assoc)
     status = assoc.send_c_echo()
     assoc.release()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,9 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from lungpath.cli import EXIT_BAD_SETTING, main
 from lungpath.cli.params import parse_duration, parse_instant
+from tests.pki import pki
+
+__all__ = ["pki"]
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -105,6 +109,30 @@ def test_echo_against_a_real_scp(port: int) -> None:
     assert result.exit_code == 0, result.output
     assert "success (0x0000)" in result.output
     assert received == ["LUNGPATH"]
+
+
+def test_echo_over_tls_checks_the_peer_certificate(port: int, pki: dict[str, Path]) -> None:
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(str(pki["node_cert"]), str(pki["node_key"]))
+    server_side.load_verify_locations(cafile=str(pki["ca"]))
+    server_side.verify_mode = ssl.CERT_REQUIRED
+    scp = AE(ae_title="PEER")
+    scp.add_supported_context(Verification)
+    server = scp.start_server(("127.0.0.1", port), block=False, ssl_context=server_side)
+    ours = {"LUNGPATH_TLS_CA_FILE": str(pki["ca"]), "LUNGPATH_TLS_CERT_FILE":
+            str(pki["client_cert"]), "LUNGPATH_TLS_KEY_FILE": str(pki["client_key"])}
+    command = ["echo", "localhost", str(port), "PEER", "--timeout", "5"]
+    try:
+        trusted = CliRunner().invoke(main, [*command, "--tls"], env=ours)
+        plain = CliRunner().invoke(main, command, env=ours)
+        stranger_ca = {**ours, "LUNGPATH_TLS_CA_FILE": str(pki["stranger_cert"])}
+        untrusted = CliRunner().invoke(main, [*command, "--tls"], env=stranger_ca)
+    finally:
+        server.shutdown()
+    assert trusted.exit_code == 0, trusted.output
+    assert "success (0x0000)" in trusted.output
+    assert plain.exit_code == 1 and "no association with PEER" in plain.output
+    assert untrusted.exit_code == 1 and "TLS handshake failed" in untrusted.output
 
 
 def test_echo_to_nobody_fails_clearly(port: int) -> None:

@@ -1,4 +1,5 @@
-"""Small CT series built with pydicom, for geometry, decoding and series-selection tests."""
+"""Small CT series built with pydicom, for geometry, decoding and series-selection tests, and
+a minimal SR for delivery tests."""
 
 from __future__ import annotations
 
@@ -150,3 +151,23 @@ def enhanced_ct(series: Sequence[Dataset]) -> Dataset:
     ds.PerFrameFunctionalGroupsSequence = DicomSequence(frames)
     ds.PixelData = b"".join(item.PixelData for item in series)
     return ds
+
+
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
+
+
+def sr_file(path: Path, study_uid: str) -> str:
+    """A minimal Comprehensive 3D SR file of ``study_uid`` at ``path`` (for delivery tests:
+    only its identity travels); returns its SOP Instance UID."""
+    ds = Dataset()
+    ds.SOPClassUID = COMPREHENSIVE_3D_SR
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "SR"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(path, enforce_file_format=True)
+    return str(ds.SOPInstanceUID)

@@ -1,16 +1,16 @@
 """Delivery of result objects to a real pynetdicom SCP: statuses, retries, refusals, the
-research interlock, and the audit record of every attempt."""
+research interlock, TLS, and the audit record of every attempt."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from sqlalchemy import Engine, select
 
@@ -29,10 +29,11 @@ from pipeline.delivery import (
 )
 from tests.conftest import free_port
 from tests.db.conftest import backend, db_url, engine, postgres_schemas, sqlite_template
+from tests.pipeline.dicom_factory import sr_file
+from tests.pki import pki
 
-__all__ = ["backend", "db_url", "engine", "postgres_schemas", "sqlite_template"]
+__all__ = ["backend", "db_url", "engine", "pki", "postgres_schemas", "sqlite_template"]
 
-COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -69,10 +70,11 @@ def test_config_checks(kwargs: dict[str, Any], argument: str) -> None:
 
 
 class Peer:
-    """A Storage SCP answering every C-STORE with ``status``."""
+    """A Storage SCP answering every C-STORE with ``status``; over TLS with ``tls``."""
 
-    def __init__(self, status: int = 0x0000) -> None:
+    def __init__(self, status: int = 0x0000, tls: ssl.SSLContext | None = None) -> None:
         self.status = status
+        self.tls = tls
         self.port = free_port()
         self.received: list[str] = []
         self.server: Any = None
@@ -81,6 +83,7 @@ class Peer:
         ae = AE(ae_title="PEER")
         ae.supported_contexts = AllStoragePresentationContexts
         self.server = ae.start_server(("127.0.0.1", self.port), block=False,
+                                      ssl_context=self.tls,
                                       evt_handlers=[(evt.EVT_C_STORE, self._store)])
 
     def _store(self, event: Any) -> int:
@@ -101,25 +104,9 @@ def peer() -> Iterator[Peer]:
     server.stop()
 
 
-def _sr_file(path: Path, study_uid: str) -> str:
-    ds = Dataset()
-    ds.SOPClassUID = COMPREHENSIVE_3D_SR
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "SR"
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.save_as(path, enforce_file_format=True)
-    return str(ds.SOPInstanceUID)
-
-
-
 def _result(engine: Engine, tmp_path: Path, intended_use: str = "research") -> int:
     study_uid = generate_uid()
-    sop = _sr_file(tmp_path / "SR.dcm", study_uid)
+    sop = sr_file(tmp_path / "SR.dcm", study_uid)
     with transaction(engine) as session:
         study = Study(study_uid=study_uid, state="DONE", revision=1, analysis_revision=1,
                       calling_ae="CT1", attempts=1, created_at=NOW, updated_at=NOW,
@@ -135,12 +122,14 @@ def _result(engine: Engine, tmp_path: Path, intended_use: str = "research") -> i
         return result.id
 
 
-def _config(peer: Peer, **kwargs: Any) -> DeliveryConfig:
+def _config(peer: Peer, host: str = "127.0.0.1", tls: bool = False,
+            **kwargs: Any) -> DeliveryConfig:
     values: dict[str, Any] = {"initial_backoff_s": 5.0, "max_backoff_s": 20.0,
                               "timeout_s": 5.0}
     values.update(kwargs)
     return DeliveryConfig(calling_ae="LUNGPATH",
-                          destinations=(Destination("PEER", "127.0.0.1", peer.port),), **values)
+                          destinations=(Destination("PEER", host, peer.port, tls=tls),),
+                          **values)
 
 
 def _row(engine: Engine) -> Delivery:
@@ -222,3 +211,96 @@ def test_research_interlock_holds_then_resend_delivers(engine: Engine, tmp_path:
         rearm(session, result_id, now=datetime.now(UTC))
     deliver_result(engine, _config(peer, research_mode=True), result_id, actor="test")
     assert _row(engine).delivered_at is not None and len(peer.received) == 1
+
+
+def test_a_removed_destination_is_refused_not_sent(engine: Engine, tmp_path: Path,
+                                                   peer: Peer) -> None:
+    result_id = _result(engine, tmp_path)
+    peer.status = 0xA700  # armed and pending
+    deliver_result(engine, _config(peer), result_id, actor="test")
+    peer.status = 0x0000
+    with transaction(engine) as session:
+        session.scalars(select(Delivery)).one().next_retry_at = datetime.now(UTC)
+    elsewhere = DeliveryConfig(calling_ae="LUNGPATH", timeout_s=5.0,
+                               destinations=(Destination("OTHER", "127.0.0.1", free_port()),))
+    deliver_result(engine, elsewhere, result_id, actor="test")
+    by_destination = {r.destination_ae: r for r in _rows(engine)}
+    assert by_destination["PEER"].last_status == "refused: destination no longer configured"
+    assert by_destination["PEER"].next_retry_at is None
+    assert len(peer.received) == 1  # only the first attempt reached the peer
+
+
+def _rows(engine: Engine) -> list[Delivery]:
+    with transaction(engine) as session:
+        return list(session.scalars(select(Delivery)))
+
+
+def _pacs_context(pki: dict[str, Path], who: str = "node") -> ssl.SSLContext:
+    """A PACS's TLS server context that requires a client certificate signed by the CA."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(pki[f"{who}_cert"]), str(pki[f"{who}_key"]))
+    context.load_verify_locations(cafile=str(pki["ca"]))
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+@pytest.fixture
+def tls_peer(pki: dict[str, Path]) -> Iterator[Peer]:
+    server = Peer(tls=_pacs_context(pki))
+    server.start()
+    yield server
+    server.stop()
+
+
+def _tls(pki: dict[str, Path], who: str = "client") -> dict[str, Path]:
+    return {"tls_ca_file": pki["ca"], "tls_cert_file": pki[f"{who}_cert"],
+            "tls_key_file": pki[f"{who}_key"]}
+
+
+def test_tls_destination_delivers_with_mutual_authentication(
+        engine: Engine, tmp_path: Path, tls_peer: Peer, pki: dict[str, Path]) -> None:
+    result_id = _result(engine, tmp_path)
+    config = _config(tls_peer, host="localhost", tls=True, **_tls(pki))
+    assert deliver_result(engine, config, result_id, actor="test") is None
+    row = _row(engine)
+    assert row.delivered_at is not None and row.last_status == "0x0000"
+    assert len(tls_peer.received) == 1
+
+
+@pytest.mark.parametrize("case", ["plain", "untrusted peer", "wrong host name",
+                                  "no client certificate"])
+def test_tls_failures_are_retried_and_nothing_is_sent(
+        engine: Engine, tmp_path: Path, tls_peer: Peer, pki: dict[str, Path], case: str) -> None:
+    result_id = _result(engine, tmp_path)
+    config = {
+        "plain": _config(tls_peer, host="localhost"),
+        # our CA file does not hold the CA that signed the peer's certificate
+        "untrusted peer": _config(tls_peer, host="localhost", tls=True,
+                                  tls_ca_file=pki["stranger_cert"],
+                                  tls_cert_file=pki["client_cert"],
+                                  tls_key_file=pki["client_key"]),
+        # the peer's certificate names localhost, not 127.0.0.1
+        "wrong host name": _config(tls_peer, tls=True, **_tls(pki)),
+        "no client certificate": _config(tls_peer, host="localhost", tls=True,
+                                         tls_ca_file=pki["ca"]),
+    }[case]
+    assert deliver_result(engine, config, result_id, actor="test") is not None
+    row = _row(engine)
+    assert row.delivered_at is None and row.next_retry_at is not None
+    assert str(row.last_status).startswith("association ")
+    if case != "plain":
+        assert "TLS handshake" in str(row.last_status)
+    assert not tls_peer.received
+    (event,) = _events(engine)
+    assert (event.event_type, event.outcome) == ("delivery.failed", "minor_failure")
+
+
+def test_unreadable_tls_files_are_a_retried_failure(engine: Engine, tmp_path: Path,
+                                                    tls_peer: Peer, pki: dict[str, Path]
+                                                    ) -> None:
+    result_id = _result(engine, tmp_path)
+    config = _config(tls_peer, host="localhost", tls=True, tls_ca_file=pki["ca"],
+                     tls_cert_file=pki["client_cert"], tls_key_file=pki["stranger_key"])
+    assert deliver_result(engine, config, result_id, actor="test") is not None
+    assert str(_row(engine).last_status).startswith("TLS set-up failed")
+    assert not tls_peer.received
