@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -239,6 +240,17 @@ class Result(Base):
     seg_path: Mapped[str | None] = mapped_column(String(1024))
     findings: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
+
+    def object_files(self) -> dict[str, list[Path]]:
+        """The files of each object (SR, SC, SEG). ``sc_path`` names the first summary image;
+        one per nodule lies beside it as ``SC-<n>.dcm`` in the result's own folder."""
+        files: dict[str, list[Path]] = {"SR": [Path(self.sr_path)]}
+        if self.sc_path:
+            first = Path(self.sc_path)
+            files["SC"] = sorted(first.parent.glob("SC-*.dcm")) or [first]
+        if self.seg_path:
+            files["SEG"] = [Path(self.seg_path)]
+        return files
 
 
 class Delivery(Base):

@@ -2,13 +2,15 @@
 older than their own, separate retention.
 
 Study rows go in one transaction with one ``data.purged`` audit event per study; the files go
-after the commit, so a crash in between leaves unreferenced files (found by a later sweep of
-the store), never rows that point at deleted files. Studies QUEUED or PROCESSING are never
+after the commit (every instance, and every object of every result: the SR, each nodule's
+summary image, the SEG), then the study's folders they leave empty. A crash in between leaves
+unreferenced files, never rows that point at deleted files. Studies QUEUED or PROCESSING are never
 purged: an analysis is reading them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,11 +46,8 @@ class PurgeReport:
 
 def _files_of(session: Session, study_ids: list[int]) -> list[str]:
     paths = list(session.scalars(select(Instance.path).where(Instance.study_id.in_(study_ids))))
-    for sr, sc, seg in session.execute(
-        select(Result.sr_path, Result.sc_path, Result.seg_path)
-        .where(Result.study_id.in_(study_ids))
-    ):
-        paths += [p for p in (sr, sc, seg) if p]
+    for result in session.scalars(select(Result).where(Result.study_id.in_(study_ids))):
+        paths += [str(p) for files in result.object_files().values() for p in files]
     return paths
 
 
@@ -89,6 +88,7 @@ def purge_studies(engine: Engine, *, older_than: datetime, dry_run: bool, actor:
         report.files += files
         if not dry_run:
             _remove_files(files, report)
+            _remove_empty_study_folders(files, {uid for _, uid in chunk})
     report.associations = _purge_associations(engine, older_than, dry_run)
     return report
 
@@ -112,6 +112,19 @@ def _remove_files(paths: list[str], report: PurgeReport) -> None:
         except OSError as e:
             log.error("purge: cannot delete %s: %s", path, e)
             report.files_failed.append(path)
+
+
+def _remove_empty_study_folders(paths: list[str], study_uids: set[str]) -> None:
+    """Remove the folders of the purged files that are now empty and belong to a purged
+    study: ``<store>/<study>/<series>/`` and ``<store>/results/<study>/<revision>/`` and the
+    study folders above them, never a folder not named by the study (the store itself)."""
+    folders = {Path(p).parent for p in paths}
+    folders |= {f.parent for f in folders}
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        if folder.name in study_uids or folder.parent.name in study_uids:
+            # not empty (other files, another revision) or already gone: left as it is
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def purge_audit_events(engine: Engine, *, retention_days: int, dry_run: bool, actor: str,

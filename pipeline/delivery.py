@@ -161,17 +161,6 @@ class Attempt:
     status: str
 
 
-def result_files(result: Result) -> dict[str, list[Path]]:
-    """The files of each object of ``result``; the summary images lie beside ``sc_path``."""
-    files: dict[str, list[Path]] = {"SR": [Path(result.sr_path)]}
-    if result.sc_path:
-        first = Path(result.sc_path)
-        files["SC"] = sorted(first.parent.glob("SC-*.dcm")) or [first]
-    if result.seg_path:
-        files["SEG"] = [Path(result.seg_path)]
-    return files
-
-
 def send_files(destination: Destination, config: DeliveryConfig,
                objects: dict[str, list[Path]]) -> dict[str, Attempt]:
     """C-STORE every file of ``objects`` to ``destination`` over one association."""
@@ -241,7 +230,7 @@ def deliver_result(engine: Engine, config: DeliveryConfig, result_id: int, *, ac
             _hold(session, result, study, now, actor)
             return None
         due = _claim(session, result_id, now, config.claim_s)
-        files = result_files(result)
+        files = result.object_files()
     by_destination: dict[tuple[str, str, int], list[Delivery]] = {}
     for row in due:
         key = (row.destination_ae, row.destination_host, row.destination_port)

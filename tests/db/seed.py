@@ -5,7 +5,8 @@ Relative to ``now``:
 - 1.2 from CT2, 2 hours ago: FAILED, reason "decoding failed"; the association refused one;
 - 1.3 from CT2, 1 hour ago: DONE (60 s), delivery to PACS2 failing (2 attempts);
 - 1.4 from CT1, 10 minutes ago: RECEIVING.
-Each instance has a file under ``store``.
+Files lie where the node puts them: each instance at ``store/<study>/<series>/<sop>.dcm``,
+each result's SR and two summary images (two nodules) in ``store/results/<study>/r1-<sha>/``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ def _store(engine: Engine, seeded: Seeded, store: Path, *, study: str, ae: str, 
     with transaction(engine) as session:
         association = open_association(session, calling_ae=ae, called_ae="LUNGPATH",
                                        peer_host="10.0.0.1", peer_port=4000, tls=False, now=at)
+        folder = store / study / f"{study}.100"
+        folder.mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            path = store / f"{study}.{i}.dcm"
+            path = folder / f"{study}.{i}.dcm"
             path.write_bytes(f"{study}.{i}".encode())
             record_instance(
                 session, association_id=association, sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
@@ -65,13 +68,17 @@ def _analyse(engine: Engine, seeded: Seeded, store: Path, *, study: str, at: dat
                                now=complete, actor="worker@gpu1")
         result_id = None
         if outcome is StudyState.DONE:
-            sr = store / f"{study}.sr.dcm"
-            sr.write_bytes(b"SR")
-            seeded.files[study].append(sr)
+            folder = store / "results" / study / f"r1-{CKPT[:16]}"
+            folder.mkdir(parents=True)
+            sr, *summaries = (folder / name for name in ("SR.dcm", "SC-1.dcm", "SC-2.dcm"))
+            for path in (sr, *summaries):
+                path.write_bytes(path.name.encode())
+            seeded.files[study] += [sr, *summaries]
             result_id = states.add_result(
                 session, study_uid=study, revision=1, checkpoint_sha256=CKPT,
-                objects={"SR": (f"{study}.900.1", f"{study}.900", str(sr))},
-                findings={"nodules": 1}, now=end).id
+                objects={"SR": (f"{study}.900.1", f"{study}.900", str(sr)),
+                         "SC": (f"{study}.901.1", f"{study}.901", str(summaries[0]))},
+                findings={"nodules": 2}, now=end).id
         states.finish_analysis(session, study_uid=study, revision=1, outcome=outcome,
                                reason=reason, timings={"total": seconds}, error=reason,
                                now=end, actor="worker@gpu1")

@@ -210,14 +210,17 @@ def test_purge(db_url: str, tmp_path: Path) -> None:
 
     dry = run(db_url, "purge", "--older-than", "1d", "--dry-run", tmp=tmp_path)
     assert dry.exit_code == 0, dry.output
-    assert "would delete 1 studies (3 instances, 1 results, 4 files)" in dry.output
+    assert "would delete 1 studies (3 instances, 1 results, 6 files)" in dry.output
     assert _counts(db_url) == before
     assert all(p.exists() for paths in history.files.values() for p in paths)
 
     done = run(db_url, "purge", "--older-than", "1d", tmp=tmp_path)
     assert done.exit_code == 0, done.output
-    assert "deleted 1 studies (3 instances, 1 results, 4 files), 1 associations" in done.output
-    assert not any(p.exists() for p in history.files["1.1"])
+    assert "deleted 1 studies (3 instances, 1 results, 6 files), 1 associations" in done.output
+    assert not any(p.exists() for p in history.files["1.1"])  # every summary image too
+    store = tmp_path / "store"  # and the study's folders, not the others' nor the store's
+    assert not (store / "1.1").exists() and not (store / "results" / "1.1").exists()
+    assert (store / "1.2").is_dir() and (store / "results" / "1.3").is_dir()
     assert all(p.exists() for uid in ("1.2", "1.3", "1.4") for p in history.files[uid])
     studies, instances, associations, events = _counts(db_url)
     assert (studies, instances, associations) == (before[0] - 1, before[1] - 3, before[2] - 1)
