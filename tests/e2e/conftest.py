@@ -28,7 +28,6 @@ from typing import Any
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 
 from tests.conftest import REPO_ROOT, free_port, require_tool
 from tests.db.conftest import sqlite_template
@@ -36,6 +35,7 @@ from tests.integration.orchestration import (
     Stack,
     _answers,
     make_stack,
+    relabelled,
     study_template,
     tiny_checkpoint,
     wait_for,
@@ -90,14 +90,8 @@ def node(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path,
 def write_copy(template: list[Dataset], folder: Path) -> str:
     """Write ``template`` into ``folder`` under new study, series and instance UIDs."""
     folder.mkdir(parents=True)
-    study_uid = generate_uid()
-    series = {uid: generate_uid() for uid in {str(ds.SeriesInstanceUID) for ds in template}}
-    for index, ds in enumerate(template):
-        copy = ds.copy()
-        copy.StudyInstanceUID = study_uid
-        copy.SeriesInstanceUID = series[str(ds.SeriesInstanceUID)]
-        copy.SOPInstanceUID = generate_uid()
-        copy.file_meta.MediaStorageSOPInstanceUID = copy.SOPInstanceUID
+    study_uid, copies = relabelled(template)
+    for index, copy in enumerate(copies):
         copy.save_as(folder / f"{index:04d}.dcm", enforce_file_format=True)
     return study_uid
 

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from sqlalchemy import Engine, func, select
 
 from db.engine import create_engine_for, transaction
 from db.models import AuditEvent, Delivery, Job, Result, Study
+from pipeline.scu import prepare_requestor
 from tests.conftest import REPO_ROOT, free_port
 
 NODE_AE = "LUNGPATH"
@@ -88,23 +90,37 @@ def study_template(tmp_path_factory: pytest.TempPathFactory) -> list[Dataset]:
     return [ds for ds in datasets if abs(float(ds.ImagePositionPatient[2]) - z) <= SLAB_HALF_MM]
 
 
-def send_study(port: int, template: list[Dataset]) -> str:
-    """C-STORE a copy of ``template`` under new study, series and instance UIDs."""
+def relabelled(template: list[Dataset]) -> tuple[str, list[Dataset]]:
+    """Copies of ``template`` under a new study UID, one new series UID per series and new
+    instance UIDs. Deep copies: pydicom's ``Dataset.copy`` is shallow, so setting a UID on it
+    would set the template's, and a send that failed half-way would leave the shared template
+    split into two series for every later test."""
     study_uid = generate_uid()
     series = {uid: generate_uid() for uid in {str(ds.SeriesInstanceUID) for ds in template}}
+    copies = []
+    for ds in template:
+        copy = deepcopy(ds)
+        copy.StudyInstanceUID = study_uid
+        copy.SeriesInstanceUID = series[str(ds.SeriesInstanceUID)]
+        copy.SOPInstanceUID = generate_uid()
+        copy.file_meta.MediaStorageSOPInstanceUID = copy.SOPInstanceUID
+        copies.append(copy)
+    return study_uid, copies
+
+
+def send_study(port: int, template: list[Dataset]) -> str:
+    """C-STORE a copy of ``template`` under new study, series and instance UIDs, over an
+    association prepared like the node's own senders (``pipeline.scu``)."""
+    study_uid, copies = relabelled(template)
     ae = AE(ae_title=SENDER_AE)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     for ds in template[:1]:
         ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
     assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
     assert assoc.is_established, "the node refused the association"
+    prepare_requestor(assoc)
     try:
-        for ds in template:
-            copy = ds.copy()
-            copy.StudyInstanceUID = study_uid
-            copy.SeriesInstanceUID = series[str(ds.SeriesInstanceUID)]
-            copy.SOPInstanceUID = generate_uid()
-            copy.file_meta.MediaStorageSOPInstanceUID = copy.SOPInstanceUID
+        for copy in copies:
             status = assoc.send_c_store(copy)
             assert status and status.Status == 0x0000, status
     finally:
