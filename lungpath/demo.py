@@ -284,6 +284,7 @@ def _echoes(port: int) -> bool:
     assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
     if not assoc.is_established:
         return False
+    prepare_requestor(assoc)
     status = assoc.send_c_echo()
     assoc.release()
     return bool(status) and int(status.Status) == 0x0000
