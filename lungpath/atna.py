@@ -27,6 +27,7 @@ from sqlalchemy import Engine, func, select
 from db.engine import transaction
 from db.events import ATNA, EventType, Outcome
 from db.models import AuditEvent
+from pipeline.scu import client_context
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class TlsSender:
     def __init__(self, target: SyslogTarget, ca_file: Path | None, timeout: float = 10.0) -> None:
         self.target = target
         self.timeout = timeout
-        self.context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        self.context = client_context(ca_file)
         self._socket: ssl.SSLSocket | None = None
 
     def send(self, message: bytes) -> None:

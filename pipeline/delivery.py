@@ -76,10 +76,6 @@ class Destination:
         if not 1 <= self.port <= 65535:
             raise ValueError(f'Argument "port" must be 1..65535, got {self.port}.')
 
-    @property
-    def label(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}{' (TLS)' if self.tls else ''}"
-
 
 @dataclass(frozen=True)
 class DeliveryConfig:

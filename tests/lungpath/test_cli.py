@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import ssl
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from lungpath.cli import EXIT_BAD_SETTING, main
 from lungpath.cli.params import parse_duration, parse_instant
+from scp_node.tls import server_context
 from tests.pki import pki
 
 __all__ = ["pki"]
@@ -112,13 +112,10 @@ def test_echo_against_a_real_scp(port: int) -> None:
 
 
 def test_echo_over_tls_checks_the_peer_certificate(port: int, pki: dict[str, Path]) -> None:
-    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_side.load_cert_chain(str(pki["node_cert"]), str(pki["node_key"]))
-    server_side.load_verify_locations(cafile=str(pki["ca"]))
-    server_side.verify_mode = ssl.CERT_REQUIRED
     scp = AE(ae_title="PEER")
     scp.add_supported_context(Verification)
-    server = scp.start_server(("127.0.0.1", port), block=False, ssl_context=server_side)
+    server = scp.start_server(("127.0.0.1", port), block=False, ssl_context=server_context(
+        pki["node_cert"], pki["node_key"], pki["ca"]))
     ours = {"LUNGPATH_TLS_CA_FILE": str(pki["ca"]), "LUNGPATH_TLS_CERT_FILE":
             str(pki["client_cert"]), "LUNGPATH_TLS_KEY_FILE": str(pki["client_key"])}
     command = ["echo", "localhost", str(port), "PEER", "--timeout", "5"]

@@ -27,6 +27,7 @@ from pipeline.delivery import (
     judge_status,
     rearm,
 )
+from scp_node.tls import server_context
 from tests.conftest import free_port
 from tests.db.conftest import backend, db_url, engine, postgres_schemas, sqlite_template
 from tests.pipeline.dicom_factory import sr_file
@@ -235,18 +236,10 @@ def _rows(engine: Engine) -> list[Delivery]:
         return list(session.scalars(select(Delivery)))
 
 
-def _pacs_context(pki: dict[str, Path], who: str = "node") -> ssl.SSLContext:
-    """A PACS's TLS server context that requires a client certificate signed by the CA."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(pki[f"{who}_cert"]), str(pki[f"{who}_key"]))
-    context.load_verify_locations(cafile=str(pki["ca"]))
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
-
-
 @pytest.fixture
 def tls_peer(pki: dict[str, Path]) -> Iterator[Peer]:
-    server = Peer(tls=_pacs_context(pki))
+    """A PACS over TLS that requires a client certificate signed by the CA."""
+    server = Peer(tls=server_context(pki["node_cert"], pki["node_key"], pki["ca"]))
     server.start()
     yield server
     server.stop()
